@@ -1,0 +1,46 @@
+# SCALE: the thin front door. Everything real lives in CMake and scripts/.
+#   make run    install what is missing, build, start the local stack (foreground)
+#   make test   build with ASan+UBSan and run every test (unit + integration)
+#   make bench  build optimised and print the benchmark figures
+#   make lint   clang-format check, buf lint
+.PHONY: all deps tools build run test bench lint format clean
+
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+BUILD_DIR ?= build/release
+TEST_DIR ?= build/test
+BENCH_DIR ?= build/bench
+CMAKE_FLAGS ?=
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+tools: deps
+	@scripts/tools.sh
+
+build: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCALE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	@scripts/run.sh $(BUILD_DIR)
+
+test: deps tools
+	@cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DSCALE_ASAN=ON -DSCALE_UBSAN=ON -DSCALE_WERROR=ON $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(TEST_DIR) -j $(JOBS)
+	@cd $(TEST_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+bench: deps
+	@cmake -S . -B $(BENCH_DIR) -DCMAKE_BUILD_TYPE=Release -DSCALE_BUILD_BENCH=ON -DSCALE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BENCH_DIR) -j $(JOBS)
+	@tests/bench/grpc_bench.sh $(BENCH_DIR)
+
+lint: tools
+	@scripts/lint.sh
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf build

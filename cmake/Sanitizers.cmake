@@ -1,0 +1,13 @@
+# SCALE_ASAN / SCALE_UBSAN apply to every target (the test build turns both on).
+set(_scale_san "")
+if(SCALE_ASAN)
+  list(APPEND _scale_san address)
+endif()
+if(SCALE_UBSAN)
+  list(APPEND _scale_san undefined)
+endif()
+if(_scale_san)
+  list(JOIN _scale_san "," _scale_san_list)
+  add_compile_options(-fsanitize=${_scale_san_list} -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_link_options(-fsanitize=${_scale_san_list})
+endif()
