@@ -19,7 +19,7 @@ PACKAGES=(
   libmicrohttpd-dev libopenblas-dev libzip-dev libexpat1-dev
   # local stack and tests
   postgresql redis-server
-  libcriterion-dev python3 python3-grpcio python3-protobuf
+  libcriterion-dev python3 python3-grpcio python3-protobuf python3-yaml
   nghttp2-client curl procps iproute2
 )
 

@@ -144,7 +144,7 @@ sc_descpool_t *sc_descpool_new(const uint8_t *data, size_t len, sc_err_t *err) {
    * are) and its decoded form. */
   size_t off = 0;
   for (size_t i = 0; i < n; i++) {
-    uint64_t tag, flen;
+    uint64_t tag = 0, flen = 0; /* pass 1 proved these reads succeed */
     off += read_varint(data + off, len - off, &tag);
     off += read_varint(data + off, len - off, &flen);
     sc_descfile_t *f = &pool->files[i];

@@ -1,0 +1,114 @@
+"""Deployment configuration: the Kubernetes manifests and the Dockerfile set
+only SCALE_* variables the binaries accept, and the binaries start with them.
+(No Docker engine or cluster here: what can be checked is the YAML, the
+configuration the binaries read, and kustomize's rendering when kubectl is
+installed.)"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import unittest
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("SCALE_BIN_DIR", os.path.join(ROOT, "build", "test", "bin"))
+
+
+def documents(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+def manifests():
+    out = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "k8s")):
+        for name in sorted(files):
+            if name.endswith((".yaml", ".yml")):
+                out.append(os.path.join(dirpath, name))
+    return out
+
+
+def help_vars(binary):
+    res = subprocess.run([os.path.join(BIN, binary), "--help"], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return set(re.findall(r"\b(SCALE_[A-Z0-9_]+)", res.stdout))
+
+
+class Manifests(unittest.TestCase):
+    def test_every_manifest_is_valid_yaml_with_kind(self):
+        paths = manifests()
+        self.assertTrue(paths, "no manifests under k8s/")
+        for p in paths:
+            for doc in documents(p):
+                self.assertIn("kind", doc, p)
+                self.assertIn("apiVersion", doc, p)
+
+    def deployments(self):
+        for p in manifests():
+            for doc in documents(p):
+                if doc.get("kind") == "Deployment":
+                    yield p, doc
+
+    def test_env_vars_are_ones_the_binary_reads_and_start_it(self):
+        found = 0
+        for path, dep in self.deployments():
+            for c in dep["spec"]["template"]["spec"]["containers"]:
+                binary = c["name"]
+                known = help_vars(binary)
+                env = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
+                for name in env:
+                    if name.startswith("SCALE_"):
+                        self.assertIn(name, known, f"{path}: {binary} does not read {name}")
+                # Probes must target the port the process listens on.
+                port = int(env["SCALE_GRPC_ADDR"].rsplit(":", 1)[1])
+                for probe in ("readinessProbe", "livenessProbe"):
+                    self.assertEqual(c[probe]["grpc"]["port"], port, f"{path}: {probe}")
+                self.assertEqual(env["SCALE_GRPC_ADDR"].rsplit(":", 1)[0], "0.0.0.0",
+                                 "probes reach the pod IP: listen on all interfaces")
+                # The values themselves pass the binary's validation.
+                run_env = dict(os.environ, **env)
+                run_env["SCALE_GRPC_ADDR"] = "127.0.0.1:0"
+                proc = subprocess.Popen([os.path.join(BIN, binary)] + c.get("args", []), env=run_env,
+                                        stderr=subprocess.PIPE, text=True)
+                try:
+                    line = proc.stderr.readline()
+                    self.assertIn("listening on", line, f"{binary} did not start with {env}")
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    rest = proc.stderr.read()
+                    self.assertEqual(proc.wait(timeout=60), 0, rest)
+                found += 1
+        self.assertGreater(found, 0)
+
+    @unittest.skipUnless(shutil.which("kubectl"), "kubectl not installed")
+    def test_overlays_render(self):
+        for overlay in os.listdir(os.path.join(ROOT, "k8s", "overlays")):
+            res = subprocess.run(["kubectl", "kustomize", os.path.join(ROOT, "k8s", "overlays", overlay)],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertEqual(res.returncode, 0, res.stderr)
+            kinds = [d["kind"] for d in yaml.safe_load_all(res.stdout) if d]
+            self.assertIn("Deployment", kinds)
+            for d in yaml.safe_load_all(res.stdout):
+                if d and d["kind"] == "Deployment":
+                    names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+                    self.assertEqual(len(names), len(set(names)), f"duplicate env in {overlay}: {names}")
+
+
+class Dockerfile(unittest.TestCase):
+    def test_targets_and_env(self):
+        with open(os.path.join(ROOT, "Dockerfile"), encoding="utf-8") as f:
+            text = f.read()
+        targets = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.M | re.I)
+        self.assertIn("scale-server", targets)
+        known = help_vars("scale-server")
+        for name in re.findall(r"^ENV\s+(SCALE_[A-Z0-9_]+)=", text, re.M):
+            self.assertIn(name, known, f"Dockerfile sets {name}, which no binary reads")
+        # Every binary built has a target of its own.
+        for binary in ("scale-server",):
+            self.assertRegex(text, rf"COPY --from=build /build/bin/{binary} ")
+
+
+if __name__ == "__main__":
+    unittest.main()
