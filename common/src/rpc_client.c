@@ -1,5 +1,7 @@
 #include "scale/rpc_client.h"
 
+#include "rpc_int.h"
+
 #include <errno.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -52,6 +54,7 @@ sc_rpc_channel_t *sc_rpc_channel_new(const char *target, const sc_rpc_channel_op
     sc_err_set(err, "empty target");
     return NULL;
   }
+  sc__rpc_install_logging();
   grpc_init();
   grpc_channel_credentials *creds = NULL;
   grpc_arg args[2];

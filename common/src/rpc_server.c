@@ -9,6 +9,9 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
+#include <grpc/support/log.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -24,6 +27,7 @@
 #include "rpc_int.h"
 #include "scale/config.h"
 #include "scale/log.h"
+#include "scale/pbcheck.h"
 
 #define MAX_PEM_BYTES ((size_t)1 << 20)
 #define MAX_VIOLATIONS 64
@@ -72,6 +76,7 @@ struct sc_call {
   const char *peer;
   const char *request_id;
   const char *user_id;
+  const char *user_email;
   const char *message;
   md_list_t headers, trailers;
   Google__Rpc__BadRequest__FieldViolation **violations;
@@ -115,6 +120,55 @@ static int64_t now_ns(void) {
 }
 
 static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
+
+/* The core's own diagnostics go through SCALE's log, so stderr stays one
+ * JSON object per line. */
+static void grpc_log_cb(gpr_log_func_args *args);
+void sc__rpc_install_logging(void) { gpr_set_log_function(grpc_log_cb); }
+
+static void grpc_log_cb(gpr_log_func_args *args) {
+  sc_log_level_t level = args->severity == GPR_LOG_SEVERITY_ERROR  ? SC_LOG_WARN
+                         : args->severity == GPR_LOG_SEVERITY_INFO ? SC_LOG_DEBUG
+                                                                   : SC_LOG_DEBUG;
+  const char *file = args->file ? strrchr(args->file, '/') : NULL;
+  SC_LOG(level, NULL, "grpc core: %s (%s:%d)", args->message, file ? file + 1 : args->file ? args->file : "?",
+         args->line);
+}
+
+/* Why a listen address cannot be bound, for the start-up error: the core
+ * only says that it failed. */
+static const char *bind_problem(const char *addr, char *buf, size_t n) {
+  char host[256];
+  const char *colon = strrchr(addr, ':');
+  if (colon == NULL || (size_t)(colon - addr) >= sizeof(host)) return "not host:port";
+  size_t hl = (size_t)(colon - addr);
+  memcpy(host, addr, hl);
+  host[hl] = '\0';
+  if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+    memmove(host, host + 1, hl - 2);
+    host[hl - 2] = '\0';
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+  struct addrinfo *res = NULL;
+  int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+  if (gai != 0) {
+    snprintf(buf, n, "cannot resolve '%s': %s", host, gai_strerror(gai));
+    return buf;
+  }
+  const char *why = "the gRPC core refused it";
+  int fd = socket(res->ai_family, res->ai_socktype, res->ai_protocol);
+  if (fd >= 0) {
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+      snprintf(buf, n, "%s", strerror(errno));
+      why = buf;
+    }
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return why;
+}
 
 /* ---- contexts ------------------------------------------------------------ */
 
@@ -225,6 +279,8 @@ int64_t sc_call_elapsed_ns(const sc_call_t *c) { return now_ns() - c->start_ns; 
 
 void sc_call_set_request_id(sc_call_t *c, const char *id) { c->request_id = sc_arena_strdup(c->arena, id); }
 void sc_call_set_user_id(sc_call_t *c, const char *uid) { c->user_id = sc_arena_strdup(c->arena, uid); }
+const char *sc_call_user_email(const sc_call_t *c) { return c->user_email; }
+void sc_call_set_user_email(sc_call_t *c, const char *email) { c->user_email = sc_arena_strdup(c->arena, email); }
 
 const char *sc_call_peer(sc_call_t *c) {
   if (c->peer == NULL && c->call != NULL) {
@@ -303,6 +359,13 @@ sc_status_t sc_call_fail(sc_call_t *c, sc_status_t st, const char *fmt, ...) {
   vfail(c, st, fmt, ap);
   va_end(ap);
   return st;
+}
+
+sc_status_t sc_call_fail_internal(sc_call_t *c, sc_status_t st, const char *public_msg, const char *detail) {
+  sc_log_fields_t f = {.request_id = c->request_id, .user_id = c->user_id, .method = c->method,
+                       .status = sc_status_name(st), .duration_ms = -1};
+  SC_LOG(SC_LOG_WARN, &f, "%s: %s", public_msg, detail ? detail : "");
+  return sc_call_fail(c, st, "%s", public_msg);
 }
 
 sc_status_t sc_call_fail_field(sc_call_t *c, const char *field, const char *fmt, ...) {
@@ -441,6 +504,11 @@ sc_status_t sc_call_recv(sc_call_t *c, ProtobufCMessage **msg) {
   if (*msg == NULL) {
     return sc_call_fail(c, SC_INVALID_ARGUMENT, "message is not a valid %s", desc->name);
   }
+  const char *bad = NULL;
+  if (!sc_pb_strings_valid(*msg, c->recv_arena, &bad)) {
+    *msg = NULL;
+    return sc_call_fail_field(c, bad ? bad : "", "not valid UTF-8");
+  }
   return SC_OK;
 }
 
@@ -523,6 +591,10 @@ static sc_status_t decode_request(struct sc_call *c, const ProtobufCMessage **re
     return sc_call_fail(c, SC_INVALID_ARGUMENT, "the request is not a valid %s message",
                         c->target->input->name);
   }
+  const char *bad = NULL;
+  if (!sc_pb_strings_valid(*req, c->arena, &bad)) {
+    return sc_call_fail_field(c, bad ? bad : "", "not valid UTF-8");
+  }
   return SC_OK;
 }
 
@@ -601,9 +673,14 @@ static void run_call(struct sc_call *c) {
         st = t->m->bidi(c, svc);
         break;
       }
-      /* A handler that stopped because its client vanished reports it so. */
-      if (st != SC_OK && st != SC_CANCELLED && st != SC_DEADLINE_EXCEEDED && c->closed && c->close_cancelled) {
-        st = sc_call_deadline_left_ms(c) <= 0 ? SC_DEADLINE_EXCEEDED : SC_CANCELLED;
+      /* A handler that stopped because its call ended reports why it ended:
+       * the deadline, or the client. */
+      if (st != SC_OK && (st == SC_CANCELLED || (c->closed && c->close_cancelled))) {
+        if (sc_call_deadline_left_ms(c) <= 0) {
+          st = sc_call_fail(c, SC_DEADLINE_EXCEEDED, "the deadline expired");
+        } else if (st != SC_CANCELLED) {
+          st = sc_call_fail(c, SC_CANCELLED, "the client went away");
+        }
       }
     }
   }
@@ -727,6 +804,7 @@ sc_rpc_server_t *sc_rpc_server_new(const sc_rpc_server_opts_t *o, sc_err_t *err)
   pthread_mutex_init(&srv->mu, NULL);
   pthread_cond_init(&srv->cv, NULL);
 
+  sc__rpc_install_logging();
   grpc_init();
   grpc_arg args[3];
   args[0].type = GRPC_ARG_INTEGER;
@@ -934,7 +1012,8 @@ int sc_rpc_server_start(sc_rpc_server_t *srv, sc_err_t *err) {
   srv->port = grpc_server_add_http2_port(srv->server, srv->addr, creds);
   grpc_server_credentials_release(creds);
   if (srv->port == 0) {
-    sc_err_set(err, "cannot listen on %s (in use, or not a local address?)", srv->addr);
+    char why[128];
+    sc_err_set(err, "cannot listen on %s: %s", srv->addr, bind_problem(srv->addr, why, sizeof(why)));
     return -1;
   }
   grpc_server_start(srv->server);

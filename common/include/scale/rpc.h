@@ -165,6 +165,9 @@ const char *sc_call_request_id(const sc_call_t *call);
 void sc_call_set_request_id(sc_call_t *call, const char *id);
 const char *sc_call_user_id(const sc_call_t *call);
 void sc_call_set_user_id(sc_call_t *call, const char *user_id);
+/* The authenticated user's email when the token carried one, else NULL. */
+const char *sc_call_user_email(const sc_call_t *call);
+void sc_call_set_user_email(sc_call_t *call, const char *email);
 
 /* Sets the status message (a printf format; shown to clients: no internals)
  * and returns `st`. */
@@ -175,6 +178,10 @@ sc_status_t sc_call_fail(sc_call_t *call, sc_status_t st, const char *fmt, ...)
  * also becomes the status message when none is set. */
 sc_status_t sc_call_fail_field(sc_call_t *call, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* For server-side faults: logs `detail` (which may hold internals such as
+ * SQL errors) at warn with the call's request id, and fails the call with
+ * `public_msg` only. Returns `st`. */
+sc_status_t sc_call_fail_internal(sc_call_t *call, sc_status_t st, const char *public_msg, const char *detail);
 const char *sc_call_status_message(const sc_call_t *call);
 size_t sc_call_violation_count(const sc_call_t *call);
 
