@@ -1,9 +1,10 @@
 # SCALE: the thin front door. Everything real lives in CMake and scripts/.
 #   make run    install what is missing, build, start the local stack (foreground)
+#   make up / make down   the same in the background / stop it (data is kept)
 #   make test   build with ASan+UBSan and run every test (unit + integration)
 #   make bench  build optimised and print the benchmark figures
 #   make lint   clang-format check, buf lint
-.PHONY: all deps tools build run test bench lint format clean
+.PHONY: all deps tools build run up down clean-data test bench lint format clean
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build/release
@@ -23,8 +24,17 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCALE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
-	@scripts/run.sh $(BUILD_DIR)
+run: build tools
+	@scripts/local.sh run $(BUILD_DIR)
+
+up: build tools
+	@scripts/local.sh up $(BUILD_DIR)
+
+down:
+	@scripts/local.sh down
+
+clean-data:
+	@scripts/local.sh clean-data
 
 test: deps tools
 	@cmake -S . -B $(TEST_DIR) -DCMAKE_BUILD_TYPE=Debug -DSCALE_ASAN=ON -DSCALE_UBSAN=ON -DSCALE_WERROR=ON $(CMAKE_FLAGS) >/dev/null

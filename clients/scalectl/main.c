@@ -21,20 +21,19 @@
 #endif
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: scalectl token --user UUID [--ttl SECONDS] [--email ADDR]\n"
-          "       scalectl ping [--addr HOST:PORT]\n"
-          "       scalectl --version\n"
-          "\n"
-          "token  mint an HS256 bearer token signed with SCALE_JWT_SECRET (for local\n"
-          "       development; prints it on stdout). --user new: a random user id.\n"
-          "ping   call scale.common.v1.PingService/Ping (default SCALE_GRPC_ADDR or\n"
-          "       127.0.0.1:50051)\n"
-          "\n"
-          "Environment:\n"
-          "  SCALE_JWT_SECRET     HS256 secret the servers verify with (token)\n"
-          "  SCALE_JWT_AUDIENCE   aud claim (default: authenticated)\n"
-          "  SCALE_GRPC_ADDR      scale-server address (ping)\n");
+  fprintf(out, "usage: scalectl token --user UUID [--ttl SECONDS] [--email ADDR]\n"
+               "       scalectl ping [--addr HOST:PORT]\n"
+               "       scalectl --version\n"
+               "\n"
+               "token  mint an HS256 bearer token signed with SCALE_JWT_SECRET (for local\n"
+               "       development; prints it on stdout). --user new: a random user id.\n"
+               "ping   call scale.common.v1.PingService/Ping (default SCALE_GRPC_ADDR or\n"
+               "       127.0.0.1:50051)\n"
+               "\n"
+               "Environment:\n"
+               "  SCALE_JWT_SECRET     HS256 secret the servers verify with (token)\n"
+               "  SCALE_JWT_AUDIENCE   aud claim (default: authenticated)\n"
+               "  SCALE_GRPC_ADDR      scale-server address (ping)\n");
 }
 
 static const char *flag(int argc, char **argv, const char *name) {
@@ -100,8 +99,9 @@ static int cmd_ping(int argc, char **argv) {
   req.message = "scalectl";
   ProtobufCMessage *resp = NULL;
   sc_rpc_reply_t reply = {0};
-  sc_status_t st = sc_rpc_call_unary(ch, "/scale.common.v1.PingService/Ping", &req.base,
-                                     &scale__common__v1__ping_response__descriptor, NULL, 0, 5000, arena, &resp, &reply);
+  sc_status_t st =
+      sc_rpc_call_unary(ch, "/scale.common.v1.PingService/Ping", &req.base,
+                        &scale__common__v1__ping_response__descriptor, NULL, 0, 5000, arena, &resp, &reply);
   int rc = 0;
   if (st == SC_OK) {
     const Scale__Common__V1__PingResponse *r = (const void *)resp;

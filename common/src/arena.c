@@ -23,8 +23,8 @@ typedef struct cleanup {
 } cleanup_t;
 
 struct sc_arena {
-  block_t *head;     /* current block; older ones follow */
-  block_t *first;    /* kept across resets */
+  block_t *head;  /* current block; older ones follow */
+  block_t *first; /* kept across resets */
   cleanup_t *cleanups;
   size_t cap;
   size_t handed_out;
@@ -110,7 +110,8 @@ void *sc_arena_alloc(sc_arena_t *a, size_t n) {
       return big->data;
     }
     size_t size = a->next_block;
-    while (size < need) size *= 2;
+    while (size < need)
+      size *= 2;
     block_t *nb = block_new(size);
     if (nb == NULL) return NULL;
     nb->next = b;
@@ -146,9 +147,7 @@ char *sc_arena_strndup(sc_arena_t *a, const char *s, size_t n) {
   return q;
 }
 
-char *sc_arena_strdup(sc_arena_t *a, const char *s) {
-  return s ? sc_arena_strndup(a, s, strlen(s)) : NULL;
-}
+char *sc_arena_strdup(sc_arena_t *a, const char *s) { return s ? sc_arena_strndup(a, s, strlen(s)) : NULL; }
 
 char *sc_arena_vprintf(sc_arena_t *a, const char *fmt, va_list ap) {
   va_list ap2;

@@ -26,7 +26,7 @@ struct sc_auth {
   size_t secret_len;
   char *pubkey_pem;
   size_t pubkey_len;
-  jwt_alg_t pubkey_alg;   /* JWT_ALG_RS256 or JWT_ALG_ES256; NONE when no key */
+  jwt_alg_t pubkey_alg; /* JWT_ALG_RS256 or JWT_ALG_ES256; NONE when no key */
   char *audience;
   char *issuer;
   int leeway_s;
@@ -126,7 +126,8 @@ fail:
 /* Strict base64url (RFC 4648 §5), padding optional. Returns the decoded
  * length, or -1. out must hold 3 * (n / 4) + 3 bytes. */
 static long b64url_decode(const char *in, size_t n, unsigned char *out) {
-  while (n > 0 && in[n - 1] == '=') n--;
+  while (n > 0 && in[n - 1] == '=')
+    n--;
   if (n % 4 == 1) return -1;
   unsigned int acc = 0;
   int bits = 0;
@@ -134,12 +135,18 @@ static long b64url_decode(const char *in, size_t n, unsigned char *out) {
   for (size_t i = 0; i < n; i++) {
     char c = in[i];
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '-') v = 62;
-    else if (c == '_') v = 63;
-    else return -1;
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-')
+      v = 62;
+    else if (c == '_')
+      v = 63;
+    else
+      return -1;
     acc = (acc << 6) | (unsigned)v;
     bits += 6;
     if (bits >= 8) {
@@ -191,8 +198,8 @@ static void fmt_time(int64_t t, char *buf, size_t n) {
 static int hs256_ok(const sc_auth_t *a, const char *signing_input, size_t in_len, const char *sig, size_t sig_len) {
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
-  if (HMAC(EVP_sha256(), a->secret, (int)a->secret_len, (const unsigned char *)signing_input, in_len, mac,
-           &mac_len) == NULL) {
+  if (HMAC(EVP_sha256(), a->secret, (int)a->secret_len, (const unsigned char *)signing_input, in_len, mac, &mac_len) ==
+      NULL) {
     return 0;
   }
   unsigned char got[64];
@@ -277,9 +284,10 @@ sc_status_t sc_auth_verify(const sc_auth_t *a, const char *token, int64_t now, s
     st = reject(why, "unsigned tokens (alg none) are not accepted");
     goto out;
   }
-  const char *expected = a->secret && a->pubkey_pem ? (a->pubkey_alg == JWT_ALG_RS256 ? "HS256 or RS256" : "HS256 or ES256")
-                         : a->secret                 ? "HS256"
-                                                     : jwt_alg_str(a->pubkey_alg);
+  const char *expected = a->secret && a->pubkey_pem
+                             ? (a->pubkey_alg == JWT_ALG_RS256 ? "HS256 or RS256" : "HS256 or ES256")
+                         : a->secret ? "HS256"
+                                     : jwt_alg_str(a->pubkey_alg);
 
   /* Signature first: nothing in an unverified payload is worth reporting. */
   if (strcmp(alg, "HS256") == 0 && a->secret != NULL) {
@@ -375,7 +383,8 @@ static sc_status_t auth_before(sc_call_t *call, void *data) {
     return sc_call_fail(call, SC_UNAUTHENTICATED, "authorization must be 'Bearer <JWT>'");
   }
   const char *token = h + 7;
-  while (*token == ' ') token++;
+  while (*token == ' ')
+    token++;
   sc_auth_claims_t claims;
   sc_err_t why;
   if (sc_auth_verify(a, token, 0, &claims, &why) != SC_OK) {

@@ -41,9 +41,12 @@ int sc_config_parse_bytes(const char *s, int64_t min, int64_t max, int64_t *out,
   int shift = 0;
   if (*end != '\0') {
     switch (*end) {
-    case 'k': case 'K': shift = 10; break;
-    case 'm': case 'M': shift = 20; break;
-    case 'g': case 'G': shift = 30; break;
+    case 'k':
+    case 'K': shift = 10; break;
+    case 'm':
+    case 'M': shift = 20; break;
+    case 'g':
+    case 'G': shift = 30; break;
     default: shift = -1;
     }
     if (shift > 0 && (end[1] == 'b' || end[1] == 'B' || (end[1] == 'i' && (end[2] == 'B')))) {
@@ -121,13 +124,9 @@ static int parse_bool(const char *s, bool *out) {
 
 static int load_one(const sc_config_var_t *v, const char *val, sc_err_t *why) {
   switch (v->type) {
-  case SC_CFG_STRING:
-    *(const char **)v->dest = val;
-    return 0;
-  case SC_CFG_INT:
-    return val ? sc_config_parse_int(val, v->min, v->max, v->dest, why) : 0;
-  case SC_CFG_BYTES:
-    return val ? sc_config_parse_bytes(val, v->min, v->max, v->dest, why) : 0;
+  case SC_CFG_STRING: *(const char **)v->dest = val; return 0;
+  case SC_CFG_INT: return val ? sc_config_parse_int(val, v->min, v->max, v->dest, why) : 0;
+  case SC_CFG_BYTES: return val ? sc_config_parse_bytes(val, v->min, v->max, v->dest, why) : 0;
   case SC_CFG_BOOL:
     if (val && parse_bool(val, v->dest) != 0) {
       sc_err_set(why, "expected true or false (1/0, yes/no, on/off)");

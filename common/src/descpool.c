@@ -40,8 +40,7 @@ static size_t read_varint(const uint8_t *p, size_t len, uint64_t *out) {
   return 0;
 }
 
-static void add_sym(sc_descpool_t *pool, const char *name, const sc_descfile_t *f, sym_kind_t kind,
-                    const void *desc) {
+static void add_sym(sc_descpool_t *pool, const char *name, const sc_descfile_t *f, sym_kind_t kind, const void *desc) {
   if (name == NULL || pool->oom) return;
   if (pool->n_syms == pool->cap_syms) {
     size_t cap = pool->cap_syms ? pool->cap_syms * 2 : 256;
@@ -83,15 +82,19 @@ static void index_message(sc_descpool_t *pool, const sc_descfile_t *f, const cha
   for (size_t i = 0; i < m->n_extension; i++) {
     add_sym(pool, join(pool, full, m->extension[i]->name), f, SYM_EXT, m->extension[i]);
   }
-  for (size_t i = 0; i < m->n_nested_type; i++) index_message(pool, f, full, m->nested_type[i]);
-  for (size_t i = 0; i < m->n_enum_type; i++) index_enum(pool, f, full, m->enum_type[i]);
+  for (size_t i = 0; i < m->n_nested_type; i++)
+    index_message(pool, f, full, m->nested_type[i]);
+  for (size_t i = 0; i < m->n_enum_type; i++)
+    index_enum(pool, f, full, m->enum_type[i]);
 }
 
 static void index_file(sc_descpool_t *pool, const sc_descfile_t *f) {
   const Google__Protobuf__FileDescriptorProto *fp = f->proto;
   const char *pkg = fp->package;
-  for (size_t i = 0; i < fp->n_message_type; i++) index_message(pool, f, pkg, fp->message_type[i]);
-  for (size_t i = 0; i < fp->n_enum_type; i++) index_enum(pool, f, pkg, fp->enum_type[i]);
+  for (size_t i = 0; i < fp->n_message_type; i++)
+    index_message(pool, f, pkg, fp->message_type[i]);
+  for (size_t i = 0; i < fp->n_enum_type; i++)
+    index_enum(pool, f, pkg, fp->enum_type[i]);
   for (size_t i = 0; i < fp->n_extension; i++) {
     add_sym(pool, join(pool, pkg, fp->extension[i]->name), f, SYM_EXT, fp->extension[i]);
   }
@@ -105,9 +108,7 @@ static void index_file(sc_descpool_t *pool, const sc_descfile_t *f) {
   }
 }
 
-static int sym_cmp(const void *a, const void *b) {
-  return strcmp(((const sym_t *)a)->name, ((const sym_t *)b)->name);
-}
+static int sym_cmp(const void *a, const void *b) { return strcmp(((const sym_t *)a)->name, ((const sym_t *)b)->name); }
 
 void sc_descpool_free(sc_descpool_t *pool) {
   if (pool == NULL) return;
@@ -166,8 +167,8 @@ sc_descpool_t *sc_descpool_new(const uint8_t *data, size_t len, sc_err_t *err) {
     for (size_t d = 0; d < f->n_deps; d++) {
       f->deps[d] = sc_descpool_find_file(pool, f->proto->dependency[d]);
       if (f->deps[d] == NULL) {
-        sc_err_set(err, "descriptor set: %s imports %s, which the set lacks (build it with --include_imports)",
-                   f->name, f->proto->dependency[d]);
+        sc_err_set(err, "descriptor set: %s imports %s, which the set lacks (build it with --include_imports)", f->name,
+                   f->proto->dependency[d]);
         sc_descpool_free(pool);
         return NULL;
       }
@@ -228,17 +229,18 @@ const sc_descfile_t *sc_descpool_find_symbol(const sc_descpool_t *pool, const ch
   return s ? s->file : NULL;
 }
 
-static void closure_walk(const sc_descfile_t *f, unsigned char *seen, const sc_descfile_t **out,
-                         size_t max, size_t *count) {
+static void closure_walk(const sc_descfile_t *f, unsigned char *seen, const sc_descfile_t **out, size_t max,
+                         size_t *count) {
   if (seen[f->index]) return;
   seen[f->index] = 1;
   if (*count < max) out[*count] = f;
   (*count)++;
-  for (size_t i = 0; i < f->n_deps; i++) closure_walk(f->deps[i], seen, out, max, count);
+  for (size_t i = 0; i < f->n_deps; i++)
+    closure_walk(f->deps[i], seen, out, max, count);
 }
 
-size_t sc_descpool_closure(const sc_descpool_t *pool, const sc_descfile_t *file,
-                           const sc_descfile_t **out, size_t max) {
+size_t sc_descpool_closure(const sc_descpool_t *pool, const sc_descfile_t *file, const sc_descfile_t **out,
+                           size_t max) {
   unsigned char *seen = calloc(pool->n_files ? pool->n_files : 1, 1);
   if (seen == NULL) return 0;
   size_t count = 0;
@@ -255,8 +257,8 @@ sc_descpool_find_service(const sc_descpool_t *pool, const char *full_name, const
   return s->desc;
 }
 
-const Google__Protobuf__MethodDescriptorProto *
-sc_descpool_find_method(const sc_descpool_t *pool, const char *service, const char *method) {
+const Google__Protobuf__MethodDescriptorProto *sc_descpool_find_method(const sc_descpool_t *pool, const char *service,
+                                                                       const char *method) {
   const Google__Protobuf__ServiceDescriptorProto *s = sc_descpool_find_service(pool, service, NULL);
   if (s == NULL || method == NULL) return NULL;
   for (size_t i = 0; i < s->n_method; i++) {

@@ -43,7 +43,8 @@ sc_health_t *sc__health_new(void) {
 
 void sc__health_free(sc_health_t *h) {
   if (h == NULL) return;
-  for (size_t i = 0; i < h->n; i++) free(h->v[i].name);
+  for (size_t i = 0; i < h->n; i++)
+    free(h->v[i].name);
   free(h->v);
   pthread_mutex_destroy(&h->mu);
   pthread_cond_destroy(&h->cv);
@@ -104,7 +105,8 @@ int sc_health_get(sc_health_t *h, const char *service, sc_health_status_t *st) {
 void sc__health_shutdown(sc_health_t *h) {
   pthread_mutex_lock(&h->mu);
   h->shutdown = 1;
-  for (size_t i = 0; i < h->n; i++) h->v[i].st = SC_HEALTH_NOT_SERVING;
+  for (size_t i = 0; i < h->n; i++)
+    h->v[i].st = SC_HEALTH_NOT_SERVING;
   h->version++;
   pthread_cond_broadcast(&h->cv);
   pthread_mutex_unlock(&h->mu);

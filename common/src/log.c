@@ -115,8 +115,8 @@ void sc_log_emit(sc_log_level_t level, const sc_log_fields_t *f, const char *fmt
   struct tm tm;
   gmtime_r(&ts.tv_sec, &tm);
   char tsbuf[64];
-  snprintf(tsbuf, sizeof(tsbuf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+  snprintf(tsbuf, sizeof(tsbuf), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+           tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
   char dur[32] = "";
   if (f != NULL && f->duration_ms >= 0) snprintf(dur, sizeof(dur), "%.3f", f->duration_ms);
   const char *lvl = level_names[level <= SC_LOG_ERROR ? level : SC_LOG_ERROR];

@@ -51,9 +51,9 @@ static const char *render(const path_t *p, sc_arena_t *a) {
   char buf[512];
   size_t used = 0;
   for (int i = 0; i < p->depth && used < sizeof(buf); i++) {
-    int w = p->index[i] >= 0 ? snprintf(buf + used, sizeof(buf) - used, "%s%s[%ld]", i ? "." : "", p->names[i],
-                                        p->index[i])
-                             : snprintf(buf + used, sizeof(buf) - used, "%s%s", i ? "." : "", p->names[i]);
+    int w = p->index[i] >= 0
+                ? snprintf(buf + used, sizeof(buf) - used, "%s%s[%ld]", i ? "." : "", p->names[i], p->index[i])
+                : snprintf(buf + used, sizeof(buf) - used, "%s%s", i ? "." : "", p->names[i]);
     if (w < 0) break;
     used += (size_t)w;
   }

@@ -31,7 +31,8 @@ static void scan_msg_exts(const sc_descfile_t *file, const Google__Protobuf__Des
   for (size_t i = 0; i < m->n_extension; i++) {
     if (ext_matches(m->extension[i], type, number, any)) fn(file, m->extension[i], arg);
   }
-  for (size_t i = 0; i < m->n_nested_type; i++) scan_msg_exts(file, m->nested_type[i], type, number, any, fn, arg);
+  for (size_t i = 0; i < m->n_nested_type; i++)
+    scan_msg_exts(file, m->nested_type[i], type, number, any, fn, arg);
 }
 
 static void scan_exts(const sc_descpool_t *pool, const char *type, int32_t number, int any, ext_cb fn, void *arg) {
@@ -41,7 +42,8 @@ static void scan_exts(const sc_descpool_t *pool, const char *type, int32_t numbe
     for (size_t e = 0; e < fp->n_extension; e++) {
       if (ext_matches(fp->extension[e], type, number, any)) fn(file, fp->extension[e], arg);
     }
-    for (size_t m = 0; m < fp->n_message_type; m++) scan_msg_exts(file, fp->message_type[m], type, number, any, fn, arg);
+    for (size_t m = 0; m < fp->n_message_type; m++)
+      scan_msg_exts(file, fp->message_type[m], type, number, any, fn, arg);
   }
 }
 
@@ -103,7 +105,8 @@ static void set_files(const sc_descpool_t *pool, sc_arena_t *a, resp_t *r, const
   grpc__reflection__v1__file_descriptor_response__init(fdr);
   fdr->n_file_descriptor_proto = n < max ? n : max;
   fdr->file_descriptor_proto = blobs;
-  r->message_response_case = GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
+  r->message_response_case =
+      GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
   r->file_descriptor_response = fdr;
 }
 
@@ -172,12 +175,8 @@ static void answer(sc_rpc_server_t *srv, sc_arena_t *a, const req_t *req, resp_t
     r->all_extension_numbers_response = en;
     break;
   }
-  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
-    list_services(srv, a, r);
-    break;
-  default:
-    set_error(a, r, GRPC_UNIMPLEMENTED, "Unsupported reflection request.");
-    break;
+  case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES: list_services(srv, a, r); break;
+  default: set_error(a, r, GRPC_UNIMPLEMENTED, "Unsupported reflection request."); break;
   }
 }
 
@@ -221,12 +220,18 @@ static const sc_rpc_method_t v1alpha_methods[] = {
 
 sc_rpc_service_t sc__reflection_v1_service(sc_rpc_server_t *srv) {
   sc_rpc_service_t s = {.descriptor = &grpc__reflection__v1__server_reflection__descriptor,
-                        .methods = v1_methods, .n_methods = 1, .data = srv, .open = true};
+                        .methods = v1_methods,
+                        .n_methods = 1,
+                        .data = srv,
+                        .open = true};
   return s;
 }
 
 sc_rpc_service_t sc__reflection_v1alpha_service(sc_rpc_server_t *srv) {
   sc_rpc_service_t s = {.descriptor = &grpc__reflection__v1alpha__server_reflection__descriptor,
-                        .methods = v1alpha_methods, .n_methods = 1, .data = srv, .open = true};
+                        .methods = v1alpha_methods,
+                        .n_methods = 1,
+                        .data = srv,
+                        .open = true};
   return s;
 }

@@ -179,8 +179,9 @@ sc_status_t sc_rpc_call_unary(sc_rpc_channel_t *ch, const char *method, const Pr
   *resp = NULL;
   if (n_md > MAX_MD) return SC_INVALID_ARGUMENT;
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-  grpc_call *call = grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                             grpc_slice_from_static_string(method), NULL, deadline_of(timeout_ms), NULL);
+  grpc_call *call =
+      grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, grpc_slice_from_static_string(method), NULL,
+                               deadline_of(timeout_ms), NULL);
   grpc_metadata mds[MAX_MD];
   grpc_metadata_array initial, trailing;
   grpc_metadata_array_init(&initial);

@@ -21,7 +21,6 @@ size_t sc__rpc_server_service_count(const sc_rpc_server_t *srv);
 const char *sc__rpc_server_service_name(const sc_rpc_server_t *srv, size_t i);
 const sc_descpool_t *sc__rpc_server_pool(const sc_rpc_server_t *srv);
 
-
 /* Routes the gRPC core's own log lines through scale/log.h. */
 void sc__rpc_install_logging(void);
 

@@ -10,15 +10,15 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/log.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <grpc/support/time.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,19 +33,19 @@
 #define MAX_VIOLATIONS 64
 
 typedef struct method_entry {
-  char *path;                           /* "/pkg.Service/Method" */
+  char *path; /* "/pkg.Service/Method" */
   const sc_rpc_service_t *svc;
-  const sc_rpc_method_t *m;             /* NULL: not implemented */
+  const sc_rpc_method_t *m; /* NULL: not implemented */
   const ProtobufCMessageDescriptor *input, *output;
   sc_rpc_kind_t kind;
-  void *reg;                            /* grpc registered-method handle */
+  void *reg; /* grpc registered-method handle */
 } method_entry_t;
 
 typedef struct worker {
   sc_rpc_server_t *srv;
   grpc_completion_queue *cq;
   pthread_t thread;
-  struct sc_call *free_list;            /* recycled unary contexts; this worker only */
+  struct sc_call *free_list; /* recycled unary contexts; this worker only */
   size_t n_free;
 } worker_t;
 
@@ -57,17 +57,17 @@ typedef struct md_list {
 struct sc_call {
   sc_rpc_server_t *srv;
   worker_t *w;
-  method_entry_t *me;                   /* registered method; NULL: generic request */
-  const method_entry_t *target;         /* what the path names, for generic requests */
+  method_entry_t *me;           /* registered method; NULL: generic request */
+  const method_entry_t *target; /* what the path names, for generic requests */
   struct sc_call *next_free;
 
   grpc_call *call;
-  grpc_completion_queue *ccq;           /* pluck queue bound to the call */
+  grpc_completion_queue *ccq; /* pluck queue bound to the call */
   gpr_timespec deadline;
   grpc_metadata_array md;
   grpc_byte_buffer *payload;
   grpc_call_details details;
-  int notify_tag, op_tag, close_tag;    /* addresses used as tags */
+  int notify_tag, op_tag, close_tag; /* addresses used as tags */
 
   sc_arena_t *arena;
   sc_arena_t *recv_arena;
@@ -131,7 +131,10 @@ static void grpc_log_cb(gpr_log_func_args *args) {
                          : args->severity == GPR_LOG_SEVERITY_INFO ? SC_LOG_DEBUG
                                                                    : SC_LOG_DEBUG;
   const char *file = args->file ? strrchr(args->file, '/') : NULL;
-  SC_LOG(level, NULL, "grpc core: %s (%s:%d)", args->message, file ? file + 1 : args->file ? args->file : "?",
+  SC_LOG(level, NULL, "grpc core: %s (%s:%d)", args->message,
+         file         ? file + 1
+         : args->file ? args->file
+                      : "?",
          args->line);
 }
 
@@ -362,8 +365,11 @@ sc_status_t sc_call_fail(sc_call_t *c, sc_status_t st, const char *fmt, ...) {
 }
 
 sc_status_t sc_call_fail_internal(sc_call_t *c, sc_status_t st, const char *public_msg, const char *detail) {
-  sc_log_fields_t f = {.request_id = c->request_id, .user_id = c->user_id, .method = c->method,
-                       .status = sc_status_name(st), .duration_ms = -1};
+  sc_log_fields_t f = {.request_id = c->request_id,
+                       .user_id = c->user_id,
+                       .method = c->method,
+                       .status = sc_status_name(st),
+                       .duration_ms = -1};
   SC_LOG(SC_LOG_WARN, &f, "%s: %s", public_msg, detail ? detail : "");
   return sc_call_fail(c, st, "%s", public_msg);
 }
@@ -451,8 +457,7 @@ static int run_batch(struct sc_call *c, const grpc_op *ops, size_t n) {
   return ev.type == GRPC_OP_COMPLETE && ev.success;
 }
 
-static ProtobufCMessage *unpack_bb(sc_arena_t *arena, const ProtobufCMessageDescriptor *desc,
-                                   grpc_byte_buffer *bb) {
+static ProtobufCMessage *unpack_bb(sc_arena_t *arena, const ProtobufCMessageDescriptor *desc, grpc_byte_buffer *bb) {
   grpc_byte_buffer_reader r;
   if (!grpc_byte_buffer_reader_init(&r, bb)) return NULL;
   grpc_slice s = grpc_byte_buffer_reader_readall(&r);
@@ -588,8 +593,7 @@ static sc_status_t decode_request(struct sc_call *c, const ProtobufCMessage **re
   }
   *req = unpack_bb(c->arena, c->target->input, c->payload);
   if (*req == NULL) {
-    return sc_call_fail(c, SC_INVALID_ARGUMENT, "the request is not a valid %s message",
-                        c->target->input->name);
+    return sc_call_fail(c, SC_INVALID_ARGUMENT, "the request is not a valid %s message", c->target->input->name);
   }
   const char *bad = NULL;
   if (!sc_pb_strings_valid(*req, c->arena, &bad)) {
@@ -620,8 +624,7 @@ static sc_status_t unimplemented(struct sc_call *c) {
       }
     }
     if (svc && sc_descpool_find_service(c->srv->pool, svc, NULL) != NULL) {
-      return sc_call_fail(c, SC_UNIMPLEMENTED, "service %s is not served by this process (%s)", svc,
-                          c->srv->name);
+      return sc_call_fail(c, SC_UNIMPLEMENTED, "service %s is not served by this process (%s)", svc, c->srv->name);
     }
   }
   return sc_call_fail(c, SC_UNIMPLEMENTED, "unknown method %s", path);
@@ -669,9 +672,7 @@ static void run_call(struct sc_call *c) {
         st = t->m->client_stream(c, &resp, svc);
         if (st == SC_OK && resp == NULL) st = sc_call_fail(c, SC_INTERNAL, "the method produced no response");
         break;
-      case SC_RPC_BIDI_STREAMING:
-        st = t->m->bidi(c, svc);
-        break;
+      case SC_RPC_BIDI_STREAMING: st = t->m->bidi(c, svc); break;
       }
       /* A handler that stopped because its call ended reports why it ended:
        * the deadline, or the client. */
@@ -731,9 +732,10 @@ static void dispatch(worker_t *w, struct sc_call *c) {
     pthread_mutex_unlock(&srv->mu);
   }
   c->method = c->me->path;
-  finish(c, sc_call_fail(c, SC_RESOURCE_EXHAUSTED, "too many concurrent streams (limit %d); retry later",
-                         srv->max_streams),
-         NULL);
+  finish(
+      c,
+      sc_call_fail(c, SC_RESOURCE_EXHAUSTED, "too many concurrent streams (limit %d); retry later", srv->max_streams),
+      NULL);
   ctx_recycle(w, c);
 }
 
@@ -929,9 +931,9 @@ int sc_rpc_server_add_service(sc_rpc_server_t *srv, const sc_rpc_service_t *svc,
     e->input = (m && m->input) ? m->input : md->input;
     e->output = (m && m->output) ? m->output : md->output;
     if (m != NULL) {
-      grpc_server_register_method_payload_handling ph =
-          (e->kind == SC_RPC_UNARY || e->kind == SC_RPC_SERVER_STREAMING) ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
-                                                                           : GRPC_SRM_PAYLOAD_NONE;
+      grpc_server_register_method_payload_handling ph = (e->kind == SC_RPC_UNARY || e->kind == SC_RPC_SERVER_STREAMING)
+                                                            ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER
+                                                            : GRPC_SRM_PAYLOAD_NONE;
       e->reg = grpc_server_register_method(srv->server, e->path, NULL, ph, 0);
       if (e->reg == NULL) {
         free(e->path);
@@ -989,10 +991,10 @@ static grpc_server_credentials *server_creds(sc_rpc_server_t *srv, sc_err_t *err
   grpc_server_credentials *creds = NULL;
   if (key != NULL && (srv->tls_ca == NULL || ca != NULL)) {
     grpc_ssl_pem_key_cert_pair pair = {key, cert};
-    creds = grpc_ssl_server_credentials_create_ex(
-        ca, &pair, 1,
-        ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
+    creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1,
+                                                  ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                                                     : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+                                                  NULL);
     if (creds == NULL) sc_err_set(err, "TLS: the certificate or key could not be used");
   }
   if (key) memset(key, 0, strlen(key));
@@ -1029,7 +1031,8 @@ int sc_rpc_server_start(sc_rpc_server_t *srv, sc_err_t *err) {
     if (pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]) != 0) {
       sc_err_set(err, "cannot start worker thread %d", i);
       /* The workers already started drain and exit through shutdown. */
-      for (int j = i; j < srv->n_workers; j++) srv->workers[j].thread = 0;
+      for (int j = i; j < srv->n_workers; j++)
+        srv->workers[j].thread = 0;
       srv->n_workers = i;
       sc_rpc_server_shutdown(srv);
       return -1;
@@ -1065,9 +1068,11 @@ void sc_rpc_server_shutdown(sc_rpc_server_t *srv) {
     grpc_completion_queue_pluck(srv->shutdown_cq, srv, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   }
   pthread_mutex_lock(&srv->mu);
-  while (srv->active_streams > 0) pthread_cond_wait(&srv->cv, &srv->mu);
+  while (srv->active_streams > 0)
+    pthread_cond_wait(&srv->cv, &srv->mu);
   pthread_mutex_unlock(&srv->mu);
-  for (int i = 0; i < srv->n_workers; i++) grpc_completion_queue_shutdown(srv->workers[i].cq);
+  for (int i = 0; i < srv->n_workers; i++)
+    grpc_completion_queue_shutdown(srv->workers[i].cq);
   for (int i = 0; i < srv->n_workers; i++) {
     if (srv->workers[i].thread) pthread_join(srv->workers[i].thread, NULL);
   }
@@ -1100,7 +1105,8 @@ void sc_rpc_server_free(sc_rpc_server_t *srv) {
     }
     grpc_completion_queue_destroy(srv->shutdown_cq);
   }
-  for (size_t i = 0; i < srv->n_methods; i++) free(srv->methods[i].path);
+  for (size_t i = 0; i < srv->n_methods; i++)
+    free(srv->methods[i].path);
   free(srv->methods);
   free(srv->services);
   free(srv->ics);

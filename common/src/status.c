@@ -19,18 +19,14 @@ static const row_t rows[] = {
 
 _Static_assert(sizeof(rows) / sizeof(rows[0]) == SC_STATUS_COUNT_, "status table size");
 
-static const row_t *row_of(sc_status_t st) {
-  return ((unsigned)st < SC_STATUS_COUNT_) ? &rows[st] : &rows[SC_UNKNOWN];
-}
+static const row_t *row_of(sc_status_t st) { return ((unsigned)st < SC_STATUS_COUNT_) ? &rows[st] : &rows[SC_UNKNOWN]; }
 
 const char *sc_status_name(sc_status_t st) {
   return ((unsigned)st < SC_STATUS_COUNT_) ? rows[st].name : "UNKNOWN_STATUS";
 }
 int sc_status_grpc_code(sc_status_t st) { return row_of(st)->grpc; }
 int sc_status_http(sc_status_t st) { return row_of(st)->http; }
-const char *sc_status_problem_type(sc_status_t st) {
-  return st == SC_OK ? "about:blank" : row_of(st)->type;
-}
+const char *sc_status_problem_type(sc_status_t st) { return st == SC_OK ? "about:blank" : row_of(st)->type; }
 const char *sc_status_title(sc_status_t st) { return row_of(st)->title; }
 
 sc_status_t sc_status_from_grpc(int grpc_code) {

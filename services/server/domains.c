@@ -9,13 +9,28 @@
 #include "scale/forecasting/v1/forecasting.pb-c.h"
 #include "scale/ingestion/v1/ingestion.pb-c.h"
 #include "scale/training/v1/training.pb-c.h"
+#include "service.h" /* accounts */
+
+/* One scale-server per process: the domains' state lives with main's. */
+static acct_service_t accounts_state;
+
+static sc_rpc_service_t make_accounts(const server_deps_t *deps) {
+  accounts_state.pool = deps->pg;
+  return acct_service(&accounts_state);
+}
 
 const domain_t server_domains[] = {
-    {"ingestion", {.descriptor = &scale__ingestion__v1__ingestion_service__descriptor}},
-    {"accounts", {.descriptor = &scale__accounts__v1__accounts_service__descriptor}},
-    {"categorization", {.descriptor = &scale__categorization__v1__categorization_service__descriptor}},
-    {"forecasting", {.descriptor = &scale__forecasting__v1__forecasting_service__descriptor}},
-    {"training", {.descriptor = &scale__training__v1__training_service__descriptor}},
-    {"anomaly", {.descriptor = &scale__anomaly__v1__anomaly_service__descriptor}},
+    {"ingestion", &scale__ingestion__v1__ingestion_service__descriptor, NULL},
+    {"accounts", &scale__accounts__v1__accounts_service__descriptor, make_accounts},
+    {"categorization", &scale__categorization__v1__categorization_service__descriptor, NULL},
+    {"forecasting", &scale__forecasting__v1__forecasting_service__descriptor, NULL},
+    {"training", &scale__training__v1__training_service__descriptor, NULL},
+    {"anomaly", &scale__anomaly__v1__anomaly_service__descriptor, NULL},
 };
 const size_t server_domain_count = sizeof(server_domains) / sizeof(server_domains[0]);
+
+sc_rpc_service_t server_domain_service(size_t i, const server_deps_t *deps) {
+  if (server_domains[i].make != NULL) return server_domains[i].make(deps);
+  sc_rpc_service_t s = {.descriptor = server_domains[i].descriptor};
+  return s;
+}

@@ -1,6 +1,9 @@
 """Small helpers for the integration tests: start a real scale-server, read
 its JSON log, build message classes from the API descriptor set at runtime,
 and decode google.rpc.Status by hand (google/rpc is not in the set)."""
+import base64
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -137,9 +140,40 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The HS256 secret test servers verify with (tests mint their own tokens).
+JWT_SECRET = "scale-integration-tests-secret-0123456789abcdef"
+
+
+def mint_token(sub, secret=JWT_SECRET, ttl=600, alg="HS256", **claims):
+    """An HS256 JWT made with Python's standard library alone (hmac, hashlib,
+    base64, json): an implementation independent of the server's."""
+    now = int(time.time())
+    payload = {"sub": sub, "aud": "authenticated", "role": "authenticated", "iat": now, "exp": now + ttl}
+    payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}, separators=(",", ":")).encode())
+    body = b64(json.dumps(payload, separators=(",", ":")).encode())
+    signing_input = (head + "." + body).encode()
+    sig = b64(hmac.new(secret.encode(), signing_input, hashlib.sha256).digest()) if alg == "HS256" else ""
+    return head + "." + body + "." + sig
+
+
+def bearer(sub, **kw):
+    """gRPC metadata carrying a token for user `sub`."""
+    return (("authorization", "Bearer " + mint_token(sub, **kw)),)
+
+
 def server_env(**env):
+    """The environment of a test server: the ephemeral PostgreSQL and Redis
+    that tests/with-stack.sh started (SCALE_DATABASE_URL, SCALE_REDIS_URL come
+    from os.environ), an ephemeral port, and the test JWT secret."""
     e = dict(os.environ)
-    e.update({"SCALE_GRPC_ADDR": "127.0.0.1:0", "SCALE_LOG_LEVEL": "info", "SCALE_LOG_FORMAT": "json"})
+    e.update({"SCALE_GRPC_ADDR": "127.0.0.1:0", "SCALE_LOG_LEVEL": "info", "SCALE_LOG_FORMAT": "json",
+              "SCALE_JWT_SECRET": JWT_SECRET})
     e.update({k: str(v) for k, v in env.items()})
     return e
 

@@ -57,14 +57,20 @@ class Manifests(unittest.TestCase):
             for c in dep["spec"]["template"]["spec"]["containers"]:
                 binary = c["name"]
                 known = help_vars(binary)
+                for e in c.get("env", []):
+                    if e["name"].startswith("SCALE_"):
+                        self.assertIn(e["name"], known, f"{path}: {binary} does not read {e['name']}")
                 env = {e["name"]: e["value"] for e in c.get("env", []) if "value" in e}
-                for name in env:
-                    if name.startswith("SCALE_"):
-                        self.assertIn(name, known, f"{path}: {binary} does not read {name}")
+                # Values from Secrets: this test's own stack and secret stand in.
+                for e in c.get("env", []):
+                    if "valueFrom" in e:
+                        env[e["name"]] = os.environ.get(e["name"], "test-secret-for-deploy-check-0123456789abcdef")
                 # Probes must target the port the process listens on.
                 port = int(env["SCALE_GRPC_ADDR"].rsplit(":", 1)[1])
                 for probe in ("readinessProbe", "livenessProbe"):
                     self.assertEqual(c[probe]["grpc"]["port"], port, f"{path}: {probe}")
+                self.assertEqual(c["livenessProbe"]["grpc"].get("service"), "liveness",
+                                 "liveness must not fail when only the database is down")
                 self.assertEqual(env["SCALE_GRPC_ADDR"].rsplit(":", 1)[0], "0.0.0.0",
                                  "probes reach the pod IP: listen on all interfaces")
                 # The values themselves pass the binary's validation.
@@ -73,8 +79,13 @@ class Manifests(unittest.TestCase):
                 proc = subprocess.Popen([os.path.join(BIN, binary)] + c.get("args", []), env=run_env,
                                         stderr=subprocess.PIPE, text=True)
                 try:
-                    line = proc.stderr.readline()
-                    self.assertIn("listening on", line, f"{binary} did not start with {env}")
+                    seen = []
+                    for _ in range(100):
+                        line = proc.stderr.readline()
+                        seen.append(line)
+                        if not line or "listening on" in line:
+                            break
+                    self.assertIn("listening on", seen[-1], f"{binary} did not start with {env}: {seen}")
                 finally:
                     proc.send_signal(signal.SIGTERM)
                     rest = proc.stderr.read()
@@ -90,10 +101,19 @@ class Manifests(unittest.TestCase):
             self.assertEqual(res.returncode, 0, res.stderr)
             kinds = [d["kind"] for d in yaml.safe_load_all(res.stdout) if d]
             self.assertIn("Deployment", kinds)
-            for d in yaml.safe_load_all(res.stdout):
-                if d and d["kind"] == "Deployment":
-                    names = [e["name"] for e in d["spec"]["template"]["spec"]["containers"][0].get("env", [])]
+            docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+            secrets = {d["metadata"]["name"]: set(d.get("data", {})) for d in docs if d["kind"] == "Secret"}
+            for d in docs:
+                if d["kind"] == "Deployment":
+                    env = d["spec"]["template"]["spec"]["containers"][0].get("env", [])
+                    names = [e["name"] for e in env]
                     self.assertEqual(len(names), len(set(names)), f"duplicate env in {overlay}: {names}")
+                    # Every secret a container reads exists in the overlay.
+                    for e in env:
+                        ref = e.get("valueFrom", {}).get("secretKeyRef")
+                        if ref:
+                            self.assertIn(ref["key"], secrets.get(ref["name"], set()),
+                                          f"{overlay}: {e['name']} reads missing secret {ref}")
 
 
 class Dockerfile(unittest.TestCase):

@@ -13,9 +13,9 @@
 #ifndef SCALE_ARENA_H
 #define SCALE_ARENA_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <protobuf-c/protobuf-c.h>
 
 typedef struct sc_arena sc_arena_t;
 

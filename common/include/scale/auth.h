@@ -24,11 +24,11 @@
 typedef struct sc_auth sc_auth_t;
 
 typedef struct sc_auth_opts {
-  const char *hs256_secret;     /* at least 32 bytes */
-  const char *public_key_file;  /* PEM RSA (RS256) or EC P-256 (ES256) public key */
-  const char *audience;         /* NULL: "authenticated" */
-  const char *issuer;           /* NULL: not checked */
-  int leeway_s;                 /* clock skew allowed on exp/nbf; < 0: 30 */
+  const char *hs256_secret;    /* at least 32 bytes */
+  const char *public_key_file; /* PEM RSA (RS256) or EC P-256 (ES256) public key */
+  const char *audience;        /* NULL: "authenticated" */
+  const char *issuer;          /* NULL: not checked */
+  int leeway_s;                /* clock skew allowed on exp/nbf; < 0: 30 */
 } sc_auth_opts_t;
 
 typedef struct sc_auth_claims {
@@ -45,8 +45,7 @@ void sc_auth_free(sc_auth_t *a);
 
 /* SC_OK and the claims, or SC_UNAUTHENTICATED with the reason in why. `now`
  * is seconds since the epoch (0: the current time). */
-sc_status_t sc_auth_verify(const sc_auth_t *a, const char *token, int64_t now, sc_auth_claims_t *claims,
-                           sc_err_t *why);
+sc_status_t sc_auth_verify(const sc_auth_t *a, const char *token, int64_t now, sc_auth_claims_t *claims, sc_err_t *why);
 
 /* The gRPC interceptor: every method of a service that is not open requires
  * `authorization: Bearer <JWT>`; the user id goes on the call. */

@@ -16,22 +16,22 @@
 #include "scale/status.h"
 
 typedef enum sc_config_type {
-  SC_CFG_STRING,   /* any text; dest: const char ** (NULL when unset and no default) */
-  SC_CFG_INT,      /* decimal integer in [min, max]; dest: int64_t * */
-  SC_CFG_BOOL,     /* 1/0, true/false, yes/no, on/off; dest: bool * */
-  SC_CFG_ADDR,     /* host:port (port 0..65535; [v6]:port); dest: const char ** */
-  SC_CFG_FILE,     /* path of a readable file; dest: const char ** */
-  SC_CFG_ENUM,     /* one of `choices` (case-insensitive); dest: const char ** (the choice) */
-  SC_CFG_BYTES,    /* size with optional K/M/G suffix (1024-based) in [min, max]; dest: int64_t * */
+  SC_CFG_STRING, /* any text; dest: const char ** (NULL when unset and no default) */
+  SC_CFG_INT,    /* decimal integer in [min, max]; dest: int64_t * */
+  SC_CFG_BOOL,   /* 1/0, true/false, yes/no, on/off; dest: bool * */
+  SC_CFG_ADDR,   /* host:port (port 0..65535; [v6]:port); dest: const char ** */
+  SC_CFG_FILE,   /* path of a readable file; dest: const char ** */
+  SC_CFG_ENUM,   /* one of `choices` (case-insensitive); dest: const char ** (the choice) */
+  SC_CFG_BYTES,  /* size with optional K/M/G suffix (1024-based) in [min, max]; dest: int64_t * */
 } sc_config_type_t;
 
 typedef struct sc_config_var {
-  const char *name;          /* "SCALE_GRPC_ADDR" */
+  const char *name; /* "SCALE_GRPC_ADDR" */
   sc_config_type_t type;
-  const char *def;           /* default as text; NULL: unset by default */
-  const char *help;          /* one line */
+  const char *def;  /* default as text; NULL: unset by default */
+  const char *help; /* one line */
   void *dest;
-  int64_t min, max;          /* SC_CFG_INT, SC_CFG_BYTES */
+  int64_t min, max;           /* SC_CFG_INT, SC_CFG_BYTES */
   const char *const *choices; /* SC_CFG_ENUM: NULL-terminated */
 } sc_config_var_t;
 

@@ -19,12 +19,12 @@
 typedef struct sc_descpool sc_descpool_t;
 
 typedef struct sc_descfile {
-  const char *name;                               /* "scale/common/v1/ping.proto" */
-  const uint8_t *bytes;                           /* serialized FileDescriptorProto */
+  const char *name;     /* "scale/common/v1/ping.proto" */
+  const uint8_t *bytes; /* serialized FileDescriptorProto */
   size_t len;
   const Google__Protobuf__FileDescriptorProto *proto;
-  size_t index;                                   /* position in the set */
-  const struct sc_descfile **deps;                /* direct dependencies */
+  size_t index;                    /* position in the set */
+  const struct sc_descfile **deps; /* direct dependencies */
   size_t n_deps;
 } sc_descfile_t;
 
@@ -48,15 +48,14 @@ const sc_descfile_t *sc_descpool_find_symbol(const sc_descpool_t *pool, const ch
 
 /* The file first, then its transitive dependencies depth-first, each once.
  * Writes at most `max` files; returns how many there are in all. */
-size_t sc_descpool_closure(const sc_descpool_t *pool, const sc_descfile_t *file,
-                           const sc_descfile_t **out, size_t max);
+size_t sc_descpool_closure(const sc_descpool_t *pool, const sc_descfile_t *file, const sc_descfile_t **out, size_t max);
 
 /* A service by full name ("scale.common.v1.PingService"), and its file. */
 const Google__Protobuf__ServiceDescriptorProto *
 sc_descpool_find_service(const sc_descpool_t *pool, const char *full_name, const sc_descfile_t **file);
 
 /* A method of a service by full service name and method name. */
-const Google__Protobuf__MethodDescriptorProto *
-sc_descpool_find_method(const sc_descpool_t *pool, const char *service, const char *method);
+const Google__Protobuf__MethodDescriptorProto *sc_descpool_find_method(const sc_descpool_t *pool, const char *service,
+                                                                       const char *method);
 
 #endif

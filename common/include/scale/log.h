@@ -44,9 +44,9 @@ void sc_log_emit(sc_log_level_t level, const sc_log_fields_t *fields, const char
     __attribute__((format(printf, 3, 4)));
 
 /* Level-checked: arguments are not evaluated when the level is off. */
-#define SC_LOG(level, fields, ...)                                                                 \
-  do {                                                                                             \
-    if (sc_log_enabled(level)) sc_log_emit((level), (fields), __VA_ARGS__);                        \
+#define SC_LOG(level, fields, ...)                                                                                     \
+  do {                                                                                                                 \
+    if (sc_log_enabled(level)) sc_log_emit((level), (fields), __VA_ARGS__);                                            \
   } while (0)
 #define SC_LOG_DEBUGF(fields, ...) SC_LOG(SC_LOG_DEBUG, fields, __VA_ARGS__)
 #define SC_LOG_INFOF(fields, ...) SC_LOG(SC_LOG_INFO, fields, __VA_ARGS__)

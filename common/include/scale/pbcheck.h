@@ -2,9 +2,9 @@
 #ifndef SCALE_PBCHECK_H
 #define SCALE_PBCHECK_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <protobuf-c/protobuf-c.h>
 
 #include "scale/arena.h"
 

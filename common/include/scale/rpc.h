@@ -17,10 +17,10 @@
 #ifndef SCALE_RPC_H
 #define SCALE_RPC_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <protobuf-c/protobuf-c.h>
 
 #include "scale/arena.h"
 #include "scale/descpool.h"
@@ -45,15 +45,15 @@ typedef enum sc_rpc_kind {
  * server stream:  send with sc_call_send(); return when done.
  * client stream:  read with sc_call_recv() until it yields NULL; set *resp.
  * bidi:           sc_call_recv() and sc_call_send(), from this thread only. */
-typedef sc_status_t (*sc_rpc_unary_cb)(sc_call_t *call, const ProtobufCMessage *req,
-                                       ProtobufCMessage **resp, void *svc);
+typedef sc_status_t (*sc_rpc_unary_cb)(sc_call_t *call, const ProtobufCMessage *req, ProtobufCMessage **resp,
+                                       void *svc);
 typedef sc_status_t (*sc_rpc_server_stream_cb)(sc_call_t *call, const ProtobufCMessage *req, void *svc);
 typedef sc_status_t (*sc_rpc_client_stream_cb)(sc_call_t *call, ProtobufCMessage **resp, void *svc);
 typedef sc_status_t (*sc_rpc_bidi_cb)(sc_call_t *call, void *svc);
 
 typedef struct sc_rpc_method {
-  const char *name;           /* method name as in the proto: "Ping" */
-  sc_rpc_kind_t kind;         /* checked against the descriptor set */
+  const char *name;   /* method name as in the proto: "Ping" */
+  sc_rpc_kind_t kind; /* checked against the descriptor set */
   sc_rpc_unary_cb unary;
   sc_rpc_server_stream_cb server_stream;
   sc_rpc_client_stream_cb client_stream;
@@ -71,8 +71,8 @@ typedef struct sc_rpc_service {
    * UNIMPLEMENTED, naming the method. */
   const sc_rpc_method_t *methods;
   size_t n_methods;
-  void *data;                 /* passed to every handler */
-  bool open;                  /* no authentication (health, reflection) */
+  void *data; /* passed to every handler */
+  bool open;  /* no authentication (health, reflection) */
 } sc_rpc_service_t;
 
 /* Interceptors run around every call, including calls to unknown methods:
@@ -87,16 +87,16 @@ typedef struct sc_rpc_interceptor {
 } sc_rpc_interceptor_t;
 
 typedef struct sc_rpc_server_opts {
-  const char *addr;               /* "127.0.0.1:50051"; port 0 picks one */
-  int threads;                    /* worker threads/queues; <= 0: 2 x CPUs, at least 4 */
-  size_t max_message_bytes;       /* larger requests: RESOURCE_EXHAUSTED; 0: 4 MiB */
-  int shutdown_grace_ms;          /* in-flight calls get this long; < 0: 10 s */
-  int max_streams;                /* concurrent streaming calls; <= 0: 1024 */
-  const char *tls_cert_file;      /* PEM chain; TLS when set (with key) */
+  const char *addr;          /* "127.0.0.1:50051"; port 0 picks one */
+  int threads;               /* worker threads/queues; <= 0: 2 x CPUs, at least 4 */
+  size_t max_message_bytes;  /* larger requests: RESOURCE_EXHAUSTED; 0: 4 MiB */
+  int shutdown_grace_ms;     /* in-flight calls get this long; < 0: 10 s */
+  int max_streams;           /* concurrent streaming calls; <= 0: 1024 */
+  const char *tls_cert_file; /* PEM chain; TLS when set (with key) */
   const char *tls_key_file;
-  const char *tls_ca_file;        /* set: clients must present a cert it signed (mTLS) */
-  const sc_descpool_t *pool;      /* NULL: the embedded descriptor set */
-  const char *name;               /* "scale-server", for logs and Ping */
+  const char *tls_ca_file;   /* set: clients must present a cert it signed (mTLS) */
+  const sc_descpool_t *pool; /* NULL: the embedded descriptor set */
+  const char *name;          /* "scale-server", for logs and Ping */
   const char *version;
 } sc_rpc_server_opts_t;
 
@@ -171,8 +171,7 @@ void sc_call_set_user_email(sc_call_t *call, const char *email);
 
 /* Sets the status message (a printf format; shown to clients: no internals)
  * and returns `st`. */
-sc_status_t sc_call_fail(sc_call_t *call, sc_status_t st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+sc_status_t sc_call_fail(sc_call_t *call, sc_status_t st, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Records a field violation ({field, reason}: sent as google.rpc.BadRequest in
  * grpc-status-details-bin) and returns SC_INVALID_ARGUMENT. The first one
  * also becomes the status message when none is set. */

@@ -6,9 +6,9 @@
 #ifndef SCALE_RPC_CLIENT_H
 #define SCALE_RPC_CLIENT_H
 
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <protobuf-c/protobuf-c.h>
 
 #include "scale/arena.h"
 #include "scale/status.h"
@@ -17,23 +17,23 @@ typedef struct sc_rpc_channel sc_rpc_channel_t;
 typedef struct sc_rpc_stream sc_rpc_stream_t;
 
 typedef struct sc_rpc_channel_opts {
-  const char *tls_ca_file;         /* set: TLS, trusting this CA */
-  const char *tls_cert_file;       /* with key: client certificate (mTLS) */
+  const char *tls_ca_file;   /* set: TLS, trusting this CA */
+  const char *tls_cert_file; /* with key: client certificate (mTLS) */
   const char *tls_key_file;
-  const char *tls_server_name;     /* override the name checked in the server's cert */
-  size_t max_message_bytes;        /* largest response accepted; 0: 4 MiB */
+  const char *tls_server_name; /* override the name checked in the server's cert */
+  size_t max_message_bytes;    /* largest response accepted; 0: 4 MiB */
 } sc_rpc_channel_opts_t;
 
 typedef struct sc_rpc_md {
-  const char *key;                 /* lower case */
+  const char *key; /* lower case */
   const char *value;
 } sc_rpc_md_t;
 
 /* What came back besides the message. Strings live in the call's arena. */
 typedef struct sc_rpc_reply {
   int grpc_code;
-  const char *message;             /* status message ("" on OK) */
-  const char *request_id;          /* x-request-id response header, or NULL */
+  const char *message;    /* status message ("" on OK) */
+  const char *request_id; /* x-request-id response header, or NULL */
 } sc_rpc_reply_t;
 
 /* target: "127.0.0.1:50051", "dns:///host:port", "unix:/path". opts NULL:

@@ -11,35 +11,35 @@
  * The first 17 rows are the canonical gRPC codes, in code order, with the
  * HTTP statuses of the canonical mapping (google.rpc.Code / grpc-gateway);
  * the rows after them refine a canonical code for HTTP. */
-#define SC_STATUS_MAP(X)                                                                    \
-  X(OK, 0, 200, "ok", "OK")                                                                 \
-  X(CANCELLED, 1, 499, "cancelled", "Request cancelled")                                    \
-  X(UNKNOWN, 2, 500, "unknown", "Unknown error")                                            \
-  X(INVALID_ARGUMENT, 3, 400, "invalid-argument", "Invalid argument")                       \
-  X(DEADLINE_EXCEEDED, 4, 504, "deadline-exceeded", "Deadline exceeded")                    \
-  X(NOT_FOUND, 5, 404, "not-found", "Not found")                                            \
-  X(ALREADY_EXISTS, 6, 409, "already-exists", "Already exists")                             \
-  X(PERMISSION_DENIED, 7, 403, "permission-denied", "Permission denied")                    \
-  X(RESOURCE_EXHAUSTED, 8, 429, "resource-exhausted", "Resource exhausted")                 \
-  X(FAILED_PRECONDITION, 9, 400, "failed-precondition", "Failed precondition")              \
-  X(ABORTED, 10, 409, "aborted", "Aborted")                                                 \
-  X(OUT_OF_RANGE, 11, 400, "out-of-range", "Out of range")                                  \
-  X(UNIMPLEMENTED, 12, 501, "unimplemented", "Not implemented")                             \
-  X(INTERNAL, 13, 500, "internal", "Internal error")                                        \
-  X(UNAVAILABLE, 14, 503, "unavailable", "Service unavailable")                             \
-  X(DATA_LOSS, 15, 500, "data-loss", "Data loss")                                           \
-  X(UNAUTHENTICATED, 16, 401, "unauthenticated", "Unauthenticated")                         \
-  X(PAYLOAD_TOO_LARGE, 8, 413, "payload-too-large", "Payload too large")                    \
-  X(RATE_LIMITED, 8, 429, "rate-limited", "Too many requests")                              \
-  X(METHOD_NOT_ALLOWED, 12, 405, "method-not-allowed", "Method not allowed")                \
-  X(UNSUPPORTED_MEDIA_TYPE, 3, 415, "unsupported-media-type", "Unsupported media type")     \
+#define SC_STATUS_MAP(X)                                                                                               \
+  X(OK, 0, 200, "ok", "OK")                                                                                            \
+  X(CANCELLED, 1, 499, "cancelled", "Request cancelled")                                                               \
+  X(UNKNOWN, 2, 500, "unknown", "Unknown error")                                                                       \
+  X(INVALID_ARGUMENT, 3, 400, "invalid-argument", "Invalid argument")                                                  \
+  X(DEADLINE_EXCEEDED, 4, 504, "deadline-exceeded", "Deadline exceeded")                                               \
+  X(NOT_FOUND, 5, 404, "not-found", "Not found")                                                                       \
+  X(ALREADY_EXISTS, 6, 409, "already-exists", "Already exists")                                                        \
+  X(PERMISSION_DENIED, 7, 403, "permission-denied", "Permission denied")                                               \
+  X(RESOURCE_EXHAUSTED, 8, 429, "resource-exhausted", "Resource exhausted")                                            \
+  X(FAILED_PRECONDITION, 9, 400, "failed-precondition", "Failed precondition")                                         \
+  X(ABORTED, 10, 409, "aborted", "Aborted")                                                                            \
+  X(OUT_OF_RANGE, 11, 400, "out-of-range", "Out of range")                                                             \
+  X(UNIMPLEMENTED, 12, 501, "unimplemented", "Not implemented")                                                        \
+  X(INTERNAL, 13, 500, "internal", "Internal error")                                                                   \
+  X(UNAVAILABLE, 14, 503, "unavailable", "Service unavailable")                                                        \
+  X(DATA_LOSS, 15, 500, "data-loss", "Data loss")                                                                      \
+  X(UNAUTHENTICATED, 16, 401, "unauthenticated", "Unauthenticated")                                                    \
+  X(PAYLOAD_TOO_LARGE, 8, 413, "payload-too-large", "Payload too large")                                               \
+  X(RATE_LIMITED, 8, 429, "rate-limited", "Too many requests")                                                         \
+  X(METHOD_NOT_ALLOWED, 12, 405, "method-not-allowed", "Method not allowed")                                           \
+  X(UNSUPPORTED_MEDIA_TYPE, 3, 415, "unsupported-media-type", "Unsupported media type")                                \
   X(NOT_ACCEPTABLE, 3, 406, "not-acceptable", "Not acceptable")
 
 typedef enum sc_status {
 #define SC__STATUS_ENUM(name, grpc, http, slug, title) SC_##name,
   SC_STATUS_MAP(SC__STATUS_ENUM)
 #undef SC__STATUS_ENUM
-  SC_STATUS_COUNT_
+      SC_STATUS_COUNT_
 } sc_status_t;
 
 /* "INVALID_ARGUMENT"; "UNKNOWN_STATUS" for a value outside the table. */

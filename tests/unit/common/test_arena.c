@@ -36,7 +36,8 @@ Test(arena, calloc_overflow_is_refused) {
   cr_assert_null(sc_arena_alloc(a, SIZE_MAX - 3));
   unsigned char *z = sc_arena_calloc(a, 100, 3);
   cr_assert_not_null(z);
-  for (int i = 0; i < 300; i++) cr_assert_eq(z[i], 0);
+  for (int i = 0; i < 300; i++)
+    cr_assert_eq(z[i], 0);
   sc_arena_free(a);
 }
 

@@ -156,8 +156,9 @@ Test(auth, tampered_payload_fails_the_signature) {
   /* Re-encode the payload with another sub, keeping the old signature. */
   char *dot1 = strchr(t, '.'), *dot2 = strchr(dot1 + 1, '.');
   char forged[2048];
-  snprintf(forged, sizeof(forged), "%.*s.%s%s", (int)(dot1 - t),
-           t, "eyJzdWIiOiIwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiLCJhdWQiOiJhdXRoZW50aWNhdGVkIiwiZXhwIjo0MTAyNDQ0ODAwfQ",
+  snprintf(forged, sizeof(forged), "%.*s.%s%s", (int)(dot1 - t), t,
+           "eyJzdWIiOiIwMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDAiLCJhdWQiOiJhdXRoZW50aWNhdGVkIiwiZXhwIjo0MTAyNDQ"
+           "0ODAwfQ",
            dot2);
   expect_reject(a, forged, "signature invalid");
   free(t);

@@ -21,7 +21,8 @@ static const sc_config_var_t vars[] = {
 #define N (sizeof(vars) / sizeof(vars[0]))
 
 static void clear(void) {
-  for (size_t i = 0; i < N; i++) unsetenv(vars[i].name);
+  for (size_t i = 0; i < N; i++)
+    unsetenv(vars[i].name);
 }
 
 Test(config, defaults_apply_when_unset, .init = clear) {
@@ -94,7 +95,8 @@ Test(config, help_lists_every_variable) {
   FILE *f = open_memstream(&text, &len);
   sc_config_help(f, vars, N);
   fclose(f);
-  for (size_t i = 0; i < N; i++) cr_assert(strstr(text, vars[i].name), "%s missing", vars[i].name);
+  for (size_t i = 0; i < N; i++)
+    cr_assert(strstr(text, vars[i].name), "%s missing", vars[i].name);
   cr_assert(strstr(text, "default: 127.0.0.1:50051"));
   free(text);
 }

@@ -42,12 +42,13 @@ Test(descpool, closure_is_file_first_then_transitive_deps_once) {
   const sc_descfile_t *out[64];
   size_t n = sc_descpool_closure(p, f, out, 64);
   cr_assert_eq(out[0], f);
-  const char *want[] = {"google/api/annotations.proto", "google/api/http.proto",
-                        "google/protobuf/descriptor.proto", "google/protobuf/timestamp.proto"};
+  const char *want[] = {"google/api/annotations.proto", "google/api/http.proto", "google/protobuf/descriptor.proto",
+                        "google/protobuf/timestamp.proto"};
   cr_assert_eq(n, 5);
   for (size_t w = 0; w < 4; w++) {
     int found = 0;
-    for (size_t i = 1; i < n; i++) found += strcmp(out[i]->name, want[w]) == 0;
+    for (size_t i = 1; i < n; i++)
+      found += strcmp(out[i]->name, want[w]) == 0;
     cr_assert_eq(found, 1, "%s should appear once", want[w]);
   }
   /* A short buffer still reports the full count. */

@@ -26,8 +26,7 @@ static char *capture(void (*fn)(void)) {
 
 static void emit_fields(void) {
   sc_log_setup("scale-test", SC_LOG_INFO, SC_LOG_JSON);
-  sc_log_fields_t f = {.request_id = "rid-1", .user_id = "u1", .method = "/a.B/C", .status = "OK",
-                       .duration_ms = 1.5};
+  sc_log_fields_t f = {.request_id = "rid-1", .user_id = "u1", .method = "/a.B/C", .status = "OK", .duration_ms = 1.5};
   SC_LOG_INFOF(&f, "hello \"quoted\" \\ and\nnewline \x01");
   SC_LOG_DEBUGF(&f, "debug is below the level");
 }

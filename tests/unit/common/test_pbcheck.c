@@ -7,19 +7,23 @@
 #include "scale/pbcheck.h"
 
 Test(pbcheck, utf8_validation_is_strict) {
-  struct { const char *s; size_t n; bool ok; } cases[] = {
+  struct {
+    const char *s;
+    size_t n;
+    bool ok;
+  } cases[] = {
       {"", 0, true},
       {"plain ascii", 11, true},
       {"caf\xc3\xa9", 5, true},
-      {"\xe2\x82\xac", 3, true},                 /* euro sign */
-      {"\xf0\x9f\x92\xb0", 4, true},             /* money bag */
+      {"\xe2\x82\xac", 3, true},     /* euro sign */
+      {"\xf0\x9f\x92\xb0", 4, true}, /* money bag */
       {"\xff\xfe", 2, false},
-      {"\xc0\xaf", 2, false},                    /* overlong '/' */
-      {"\xe0\x80\xaf", 3, false},                /* overlong */
-      {"\xed\xa0\x80", 3, false},                /* surrogate */
-      {"\xf4\x90\x80\x80", 4, false},            /* past U+10FFFF */
-      {"\xc3", 1, false},                        /* truncated */
-      {"\x80", 1, false},                        /* lone continuation */
+      {"\xc0\xaf", 2, false},         /* overlong '/' */
+      {"\xe0\x80\xaf", 3, false},     /* overlong */
+      {"\xed\xa0\x80", 3, false},     /* surrogate */
+      {"\xf4\x90\x80\x80", 4, false}, /* past U+10FFFF */
+      {"\xc3", 1, false},             /* truncated */
+      {"\x80", 1, false},             /* lone continuation */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     cr_assert_eq(sc_utf8_valid(cases[i].s, cases[i].n), cases[i].ok, "case %zu", i);

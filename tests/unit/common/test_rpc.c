@@ -22,10 +22,10 @@
 
 typedef struct fake {
   atomic_int handler_runs;
-  atomic_int saw_cancel;     /* a handler noticed its call ended */
+  atomic_int saw_cancel; /* a handler noticed its call ended */
   atomic_int stream_sent;
   atomic_int rows;
-  char order[64];            /* interceptor trace */
+  char order[64]; /* interceptor trace */
   pthread_mutex_t mu;
 } fake_t;
 
@@ -157,8 +157,12 @@ static void ic_b_after(sc_call_t *call, sc_status_t st, void *d) {
 static sc_rpc_service_t ping_svc, training_svc, ingest_svc, accounts_svc;
 
 static sc_rpc_server_t *make_server(int grace_ms, size_t max_msg, int max_streams) {
-  sc_rpc_server_opts_t o = {.addr = "127.0.0.1:0", .threads = 2, .max_message_bytes = max_msg,
-                            .shutdown_grace_ms = grace_ms, .max_streams = max_streams, .name = "test-server",
+  sc_rpc_server_opts_t o = {.addr = "127.0.0.1:0",
+                            .threads = 2,
+                            .max_message_bytes = max_msg,
+                            .shutdown_grace_ms = grace_ms,
+                            .max_streams = max_streams,
+                            .name = "test-server",
                             .version = "9.9.9"};
   sc_err_t err;
   sc_rpc_server_t *s = sc_rpc_server_new(&o, &err);
@@ -273,12 +277,12 @@ Test(rpc, unknown_and_unimplemented_methods) {
                                  arena, &r, &reply),
                SC_UNIMPLEMENTED);
   cr_assert_str_eq(reply.message, "method scale.accounts.v1.AccountsService/GetProfile is not implemented yet");
-  cr_assert_eq(sc_rpc_call_unary(ch, "/scale.common.v1.PingService/Pong", &req.base, d, NULL, 0, 5000, arena, &r,
-                                 &reply),
-               SC_UNIMPLEMENTED);
+  cr_assert_eq(
+      sc_rpc_call_unary(ch, "/scale.common.v1.PingService/Pong", &req.base, d, NULL, 0, 5000, arena, &r, &reply),
+      SC_UNIMPLEMENTED);
   cr_assert_str_eq(reply.message, "unknown method Pong of service scale.common.v1.PingService");
-  cr_assert_eq(sc_rpc_call_unary(ch, "/scale.anomaly.v1.AnomalyService/ListAlerts", &req.base, d, NULL, 0, 5000,
-                                 arena, &r, &reply),
+  cr_assert_eq(sc_rpc_call_unary(ch, "/scale.anomaly.v1.AnomalyService/ListAlerts", &req.base, d, NULL, 0, 5000, arena,
+                                 &r, &reply),
                SC_UNIMPLEMENTED);
   cr_assert(strstr(reply.message, "not served by this process"), "%s", reply.message);
 }
@@ -300,13 +304,15 @@ Test(rpc, undecodable_request_is_invalid_argument) {
 Test(rpc, deadline_exceeded_and_the_handler_notices) {
   sc_rpc_reply_t reply;
   cr_assert_eq(ping("slow:5000", NULL, 0, 100, NULL, &reply), SC_DEADLINE_EXCEEDED);
-  for (int i = 0; i < 200 && !atomic_load(&F.saw_cancel); i++) sleep_ms(10);
+  for (int i = 0; i < 200 && !atomic_load(&F.saw_cancel); i++)
+    sleep_ms(10);
   cr_assert_eq(atomic_load(&F.saw_cancel), 1, "the handler kept working past the deadline");
 }
 
 Test(rpc, server_streaming_and_client_cancellation) {
   sc_err_t err;
-  sc_rpc_stream_t *s = sc_rpc_stream_open(ch, "/scale.training.v1.TrainingService/WatchJob", NULL, 0, 10000, arena, &err);
+  sc_rpc_stream_t *s =
+      sc_rpc_stream_open(ch, "/scale.training.v1.TrainingService/WatchJob", NULL, 0, 10000, arena, &err);
   cr_assert_not_null(s, "%s", err.msg);
   Scale__Training__V1__WatchJobRequest req = SCALE__TRAINING__V1__WATCH_JOB_REQUEST__INIT;
   cr_assert_eq(sc_rpc_stream_send(s, &req.base), SC_OK);
@@ -318,7 +324,8 @@ Test(rpc, server_streaming_and_client_cancellation) {
   }
   sc_rpc_stream_cancel(s);
   cr_assert_eq(sc_rpc_stream_finish(s, NULL), SC_CANCELLED);
-  for (int i = 0; i < 300 && !atomic_load(&F.saw_cancel); i++) sleep_ms(10);
+  for (int i = 0; i < 300 && !atomic_load(&F.saw_cancel); i++)
+    sleep_ms(10);
   cr_assert_eq(atomic_load(&F.saw_cancel), 1, "the stream handler did not stop");
   int sent = atomic_load(&F.stream_sent);
   sleep_ms(100);
@@ -451,7 +458,8 @@ static void *bg_ping(void *arg) {
 Test(rpc, shutdown_lets_in_flight_calls_finish) {
   bg_call_t b = {.ch = ch, .msg = "slow:300"};
   pthread_create(&b.t, NULL, bg_ping, &b);
-  while (atomic_load(&F.handler_runs) == 0) sleep_ms(2);
+  while (atomic_load(&F.handler_runs) == 0)
+    sleep_ms(2);
   sc_rpc_server_shutdown(srv);
   pthread_join(b.t, NULL);
   cr_assert_eq(b.st, SC_OK, "an in-flight call within the grace period must complete");
@@ -464,7 +472,8 @@ Test(rpc, shutdown_cancels_calls_that_outlast_the_grace) {
   setup_with(100, 0, 0);
   bg_call_t b = {.ch = ch, .msg = "slow:20000"};
   pthread_create(&b.t, NULL, bg_ping, &b);
-  while (atomic_load(&F.handler_runs) == 0) sleep_ms(2);
+  while (atomic_load(&F.handler_runs) == 0)
+    sleep_ms(2);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   sc_rpc_server_shutdown(srv);
@@ -537,8 +546,8 @@ Test(rpc, registration_errors_are_explained) {
   sc_err_t err;
   sc_rpc_server_t *s = sc_rpc_server_new(&o, &err);
   cr_assert_not_null(s, "%s", err.msg);
-  static const sc_rpc_method_t wrong_kind[] = {{.name = "Ping", .kind = SC_RPC_SERVER_STREAMING,
-                                                .server_stream = fake_watch}};
+  static const sc_rpc_method_t wrong_kind[] = {
+      {.name = "Ping", .kind = SC_RPC_SERVER_STREAMING, .server_stream = fake_watch}};
   sc_rpc_service_t svc = {&scale__common__v1__ping_service__descriptor, wrong_kind, 1, NULL, false};
   cr_assert_eq(sc_rpc_server_add_service(s, &svc, &err), -1);
   cr_assert(strstr(err.msg, "is unary in the proto but its handler is server-streaming"), "%s", err.msg);

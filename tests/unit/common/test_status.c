@@ -18,13 +18,30 @@ Test(status, canonical_rows_match_grpc_codes) {
 }
 
 Test(status, http_mapping_follows_the_canonical_table) {
-  struct { sc_status_t st; int http; } want[] = {
-      {SC_OK, 200}, {SC_CANCELLED, 499}, {SC_UNKNOWN, 500}, {SC_INVALID_ARGUMENT, 400},
-      {SC_DEADLINE_EXCEEDED, 504}, {SC_NOT_FOUND, 404}, {SC_ALREADY_EXISTS, 409},
-      {SC_PERMISSION_DENIED, 403}, {SC_RESOURCE_EXHAUSTED, 429}, {SC_FAILED_PRECONDITION, 400},
-      {SC_ABORTED, 409}, {SC_OUT_OF_RANGE, 400}, {SC_UNIMPLEMENTED, 501}, {SC_INTERNAL, 500},
-      {SC_UNAVAILABLE, 503}, {SC_DATA_LOSS, 500}, {SC_UNAUTHENTICATED, 401},
-      {SC_PAYLOAD_TOO_LARGE, 413}, {SC_RATE_LIMITED, 429}, {SC_METHOD_NOT_ALLOWED, 405},
+  struct {
+    sc_status_t st;
+    int http;
+  } want[] = {
+      {SC_OK, 200},
+      {SC_CANCELLED, 499},
+      {SC_UNKNOWN, 500},
+      {SC_INVALID_ARGUMENT, 400},
+      {SC_DEADLINE_EXCEEDED, 504},
+      {SC_NOT_FOUND, 404},
+      {SC_ALREADY_EXISTS, 409},
+      {SC_PERMISSION_DENIED, 403},
+      {SC_RESOURCE_EXHAUSTED, 429},
+      {SC_FAILED_PRECONDITION, 400},
+      {SC_ABORTED, 409},
+      {SC_OUT_OF_RANGE, 400},
+      {SC_UNIMPLEMENTED, 501},
+      {SC_INTERNAL, 500},
+      {SC_UNAVAILABLE, 503},
+      {SC_DATA_LOSS, 500},
+      {SC_UNAUTHENTICATED, 401},
+      {SC_PAYLOAD_TOO_LARGE, 413},
+      {SC_RATE_LIMITED, 429},
+      {SC_METHOD_NOT_ALLOWED, 405},
   };
   for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
     cr_assert_eq(sc_status_http(want[i].st), want[i].http, "%s", sc_status_name(want[i].st));

@@ -1,0 +1,21 @@
+/* Accounts domain: profiles, settings and (with ingestion) the ledger. */
+#ifndef SCALE_ACCOUNTS_SERVICE_H
+#define SCALE_ACCOUNTS_SERVICE_H
+
+#include <stdbool.h>
+
+#include "scale/pg.h"
+#include "scale/rpc.h"
+
+typedef struct acct_service {
+  sc_pg_pool_t *pool; /* owned by the caller; outlives the server */
+} acct_service_t;
+
+/* scale.accounts.v1.AccountsService over s. */
+sc_rpc_service_t acct_service(acct_service_t *s);
+
+/* Validators, exposed for tests. */
+bool acct_currency_valid(const char *code);
+bool acct_locale_valid(const char *tag);
+
+#endif
