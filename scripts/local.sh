@@ -68,8 +68,8 @@ stop_procs() {
 }
 
 banner() {
-  local buf="$ROOT/tools/node_modules/.bin/buf" token
-  [[ -x $buf ]] || buf=buf
+  local buf=tools/node_modules/.bin/buf token
+  [[ -x $ROOT/$buf ]] || buf=buf
   token=$("$BIN/scalectl" token --user 00000000-0000-4000-8000-000000000001 --ttl 86400)
   cat <<MSG
 
@@ -94,7 +94,18 @@ case $cmd in
     mkdir -p "$STATE"
     "$ROOT/scripts/stack.sh" start "$STATE"
     stack_env
-    trap 'echo; echo "local: stopping"; stop_procs; "$ROOT/scripts/stack.sh" stop "$STATE"; exit 0' INT TERM
+    # Ctrl-C reaches the whole process group; whatever else has died (even
+    # the terminal or a pipe we write to), stop everything we started.
+    shutdown_all() {
+      set +e
+      trap '' INT TERM PIPE
+      echo "local: stopping" 2>/dev/null
+      stop_procs
+      "$ROOT/scripts/stack.sh" stop "$STATE" >/dev/null 2>&1
+      kill "${tailer:-}" 2>/dev/null
+      exit 0
+    }
+    trap shutdown_all INT TERM HUP
     start_procs
     banner
     echo "  (Ctrl-C stops everything; logs follow)"

@@ -12,6 +12,9 @@
 #include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -983,13 +986,48 @@ static char *read_pem(const char *path, sc_err_t *err) {
   return buf;
 }
 
+/* The core only logs why it rejects TLS material and then fails to listen;
+ * check it here first so the start-up error says which file is wrong. */
+static int tls_material_ok(const char *cert, const char *key, const char *ca, sc_err_t *err) {
+  int ok = 0;
+  BIO *b = BIO_new_mem_buf(cert, -1);
+  X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  b = BIO_new_mem_buf(key, -1);
+  EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+  BIO_free(b);
+  if (x == NULL) {
+    sc_err_set(err, "TLS certificate (SCALE_TLS_CERT_FILE) is not a PEM certificate");
+  } else if (k == NULL) {
+    sc_err_set(err, "TLS key (SCALE_TLS_KEY_FILE) is not an unencrypted PEM private key");
+  } else if (X509_check_private_key(x, k) != 1) {
+    sc_err_set(err, "TLS key (SCALE_TLS_KEY_FILE) does not match the certificate (SCALE_TLS_CERT_FILE)");
+  } else {
+    ok = 1;
+  }
+  if (ok && ca != NULL) {
+    b = BIO_new_mem_buf(ca, -1);
+    X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (c == NULL) {
+      sc_err_set(err, "TLS client CA (SCALE_TLS_CA_FILE) is not a PEM certificate");
+      ok = 0;
+    }
+    X509_free(c);
+  }
+  X509_free(x);
+  EVP_PKEY_free(k);
+  ERR_clear_error();
+  return ok;
+}
+
 static grpc_server_credentials *server_creds(sc_rpc_server_t *srv, sc_err_t *err) {
   if (srv->tls_cert == NULL) return grpc_insecure_server_credentials_create();
   char *cert = read_pem(srv->tls_cert, err);
   char *key = cert ? read_pem(srv->tls_key, err) : NULL;
   char *ca = (key && srv->tls_ca) ? read_pem(srv->tls_ca, err) : NULL;
   grpc_server_credentials *creds = NULL;
-  if (key != NULL && (srv->tls_ca == NULL || ca != NULL)) {
+  if (key != NULL && (srv->tls_ca == NULL || ca != NULL) && tls_material_ok(cert, key, ca, err)) {
     grpc_ssl_pem_key_cert_pair pair = {key, cert};
     creds = grpc_ssl_server_credentials_create_ex(ca, &pair, 1,
                                                   ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
