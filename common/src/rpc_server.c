@@ -158,7 +158,7 @@ static const char *bind_problem(const char *addr, char *buf, size_t n) {
   struct addrinfo *res = NULL;
   int gai = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
   if (gai != 0) {
-    snprintf(buf, n, "cannot resolve '%s': %s", host, gai_strerror(gai));
+    snprintf(buf, n, "cannot resolve '%.64s': %s", host, gai_strerror(gai));
     return buf;
   }
   const char *why = "the gRPC core refused it";

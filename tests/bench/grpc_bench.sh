@@ -108,8 +108,9 @@ start_server() {
 }
 
 start_server scale-server "$SCALE_PORT" "$WORK/scale.log" \
-  env SCALE_GRPC_ADDR="127.0.0.1:$SCALE_PORT" SCALE_LOG_LEVEL=warn \
-  SCALE_GRPC_THREADS="$THREADS" SCALE_MIGRATE=off "$SCALE_BIN"
+  env SCALE_GRPC_ADDR="127.0.0.1:$SCALE_PORT" SCALE_LOG_LEVEL=error \
+  SCALE_GRPC_THREADS="$THREADS" SCALE_MIGRATE=off \
+  SCALE_JWT_SECRET="bench-only-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" "$SCALE_BIN"
 start_server scale-bench-ref-server "$REF_PORT" "$WORK/ref.log" \
   env SCALE_GRPC_ADDR="127.0.0.1:$REF_PORT" SCALE_GRPC_THREADS="$THREADS" "$REF_BIN"
 SCALE_PID=${PIDS[0]}

@@ -575,3 +575,83 @@ Test(rpc, listening_on_a_taken_port_fails_cleanly) {
   cr_assert(strstr(err.msg, "cannot listen on"), "%s", err.msg);
   sc_rpc_server_free(s);
 }
+
+/* ---- TLS: the runtime's own client against its own server -------------------- */
+
+static char tls_dir[64];
+
+static void sh(const char *cmd) {
+  char full[2048];
+  snprintf(full, sizeof(full), "cd %s && %s >/dev/null 2>&1", tls_dir, cmd);
+  cr_assert_eq(system(full), 0, "%s", cmd);
+}
+
+/* A CA, a server cert for 127.0.0.1, and a client cert from the same CA. */
+static void make_certs(void) {
+  snprintf(tls_dir, sizeof(tls_dir), "/tmp/scale-rpc-tls-XXXXXX");
+  cr_assert_not_null(mkdtemp(tls_dir));
+  sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca "
+     "-keyout ca.key -out ca.pem");
+  sh("printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext && printf 'extendedKeyUsage=clientAuth\\n' > client.ext");
+  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=server -keyout server.key -out s.csr"
+     " && openssl x509 -req -in s.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext"
+     " -out server.pem");
+  sh("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=client -keyout client.key -out c.csr"
+     " && openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext"
+     " -out client.pem");
+}
+
+static void remove_certs(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+static const char *tls_path(const char *name) {
+  static char buf[8][128];
+  static int i;
+  i = (i + 1) % 8;
+  snprintf(buf[i], sizeof(buf[i]), "%s/%s", tls_dir, name);
+  return buf[i];
+}
+
+static sc_status_t tls_ping(int port, const sc_rpc_channel_opts_t *co) {
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", port);
+  sc_err_t err;
+  sc_rpc_channel_t *c = sc_rpc_channel_new(target, co, &err);
+  cr_assert_not_null(c, "%s", err.msg);
+  Scale__Common__V1__PingRequest req = SCALE__COMMON__V1__PING_REQUEST__INIT;
+  req.message = "echo";
+  ProtobufCMessage *r;
+  sc_arena_t *a = sc_arena_new(0);
+  sc_status_t st =
+      sc_rpc_call_unary(c, PING, &req.base, &scale__common__v1__ping_response__descriptor, NULL, 0, 5000, a, &r, NULL);
+  sc_arena_free(a);
+  sc_rpc_channel_free(c);
+  return st;
+}
+
+Test(rpc_tls, mutual_tls_between_client_and_server, .init = make_certs, .fini = remove_certs, .timeout = 60) {
+  sc_rpc_server_opts_t o = {.addr = "127.0.0.1:0",
+                            .threads = 2,
+                            .tls_cert_file = tls_path("server.pem"),
+                            .tls_key_file = tls_path("server.key"),
+                            .tls_ca_file = tls_path("ca.pem")};
+  sc_err_t err;
+  sc_rpc_server_t *s = sc_rpc_server_new(&o, &err);
+  cr_assert_not_null(s, "%s", err.msg);
+  sc_rpc_service_t svc = {&scale__common__v1__ping_service__descriptor, ping_methods, 1, &F, true};
+  cr_assert_eq(sc_rpc_server_add_service(s, &svc, &err), 0, "%s", err.msg);
+  cr_assert_eq(sc_rpc_server_start(s, &err), 0, "%s", err.msg);
+  int port = sc_rpc_server_port(s);
+
+  sc_rpc_channel_opts_t full = {.tls_ca_file = tls_path("ca.pem"),
+                                .tls_cert_file = tls_path("client.pem"),
+                                .tls_key_file = tls_path("client.key")};
+  cr_assert_eq(tls_ping(port, &full), SC_OK, "mTLS with a client certificate");
+  sc_rpc_channel_opts_t no_cert = {.tls_ca_file = tls_path("ca.pem")};
+  cr_assert_eq(tls_ping(port, &no_cert), SC_UNAVAILABLE, "a client without a certificate is refused");
+  cr_assert_eq(tls_ping(port, NULL), SC_UNAVAILABLE, "plaintext is refused");
+  sc_rpc_server_free(s);
+}
