@@ -4,12 +4,15 @@
 #   make test   build with ASan+UBSan and run every test (unit + integration)
 #   make bench  build optimised and print the benchmark figures
 #   make lint   clang-format check, buf lint
-.PHONY: all deps tools build run up down clean-data test bench lint format clean
+#   make fuzz   build the libFuzzer targets with clang, run each FUZZ_SECONDS (60)
+.PHONY: all deps tools build run up down clean-data test bench fuzz lint format clean
 
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BUILD_DIR ?= build/release
 TEST_DIR ?= build/test
 BENCH_DIR ?= build/bench
+FUZZ_DIR ?= build/fuzz
+FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
 all: build
@@ -45,6 +48,12 @@ bench: deps
 	@cmake -S . -B $(BENCH_DIR) -DCMAKE_BUILD_TYPE=Release -DSCALE_BUILD_BENCH=ON -DSCALE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(BENCH_DIR) -j $(JOBS)
 	@tests/bench/grpc_bench.sh $(BENCH_DIR)
+	@tests/bench/import_bench.sh $(BENCH_DIR)
+
+fuzz: deps
+	@cmake -S . -B $(FUZZ_DIR) -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSCALE_FUZZ=ON -DSCALE_BUILD_TESTS=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_all
+	@tests/fuzz/run.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 lint: tools
 	@scripts/lint.sh

@@ -28,8 +28,9 @@ set(_third_party_protos
   google/api/annotations.proto google/api/http.proto
   google/rpc/status.proto google/rpc/error_details.proto
   grpc/health/v1/health.proto grpc/reflection/v1/reflection.proto grpc/reflection/v1alpha/reflection.proto)
-# What the descriptor set describes: everything a SCALE process may serve.
-set(_served_protos ${_scale_protos} grpc/health/v1/health.proto
+# What the descriptor set describes: everything a SCALE process may serve,
+# plus google.rpc's error details, so clients can decode grpc-status-details-bin.
+set(_served_protos ${_scale_protos} grpc/health/v1/health.proto google/rpc/status.proto google/rpc/error_details.proto
   grpc/reflection/v1/reflection.proto grpc/reflection/v1alpha/reflection.proto)
 
 set(_all_protos ${_third_party_protos} ${_scale_protos})

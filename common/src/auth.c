@@ -174,6 +174,25 @@ static void b64url_encode(const unsigned char *in, size_t n, char *out) {
   out[o] = '\0';
 }
 
+/* The signature decodes as strict base64url and re-encodes to the same
+ * text; want_len (0: any) is the decoded length the algorithm implies. */
+static int sig_canonical(const char *sig, size_t n, size_t want_len) {
+  if (n == 0 || n > 1400) return 0; /* 1024 bytes: an RSA-8192 signature */
+  unsigned char *raw = malloc(3 * (n / 4) + 4);
+  char *again = malloc(n + 8);
+  int ok = 0;
+  if (raw && again) {
+    long got = b64url_decode(sig, n, raw);
+    if (got > 0 && (want_len == 0 || (size_t)got == want_len)) {
+      b64url_encode(raw, (size_t)got, again);
+      ok = strlen(again) == n && memcmp(again, sig, n) == 0;
+    }
+  }
+  free(raw);
+  free(again);
+  return ok;
+}
+
 static json_t *decode_json_part(const char *p, size_t n) {
   unsigned char *buf = malloc(3 * (n / 4) + 4);
   if (buf == NULL) return NULL;
@@ -289,7 +308,15 @@ sc_status_t sc_auth_verify(const sc_auth_t *a, const char *token, int64_t now, s
                          : a->secret ? "HS256"
                                      : jwt_alg_str(a->pubkey_alg);
 
-  /* Signature first: nothing in an unverified payload is worth reporting. */
+  /* Signature first: nothing in an unverified payload is worth reporting.
+   * Its encoding must be canonical base64url (no padding, no stray or
+   * ignored characters), so one credential has exactly one spelling. */
+  const char *sig = dot2 + 1;
+  size_t sig_len = len - (size_t)(dot2 + 1 - token);
+  if (!sig_canonical(sig, sig_len, strcmp(alg, "ES256") == 0 ? 64 : 0)) {
+    st = reject(why, "signature invalid");
+    goto out;
+  }
   if (strcmp(alg, "HS256") == 0 && a->secret != NULL) {
     if (!hs256_ok(a, token, (size_t)(dot2 - token), dot2 + 1, len - (size_t)(dot2 + 1 - token))) {
       st = reject(why, "signature invalid");
@@ -320,7 +347,8 @@ sc_status_t sc_auth_verify(const sc_auth_t *a, const char *token, int64_t now, s
     st = reject(why, "exp is not a number");
     goto out;
   }
-  if (now > exp + a->leeway_s) {
+  /* now is small, so this cannot overflow whatever exp is. */
+  if (exp < now - a->leeway_s) {
     fmt_time(exp, when, sizeof(when));
     st = reject(why, "token expired at %s", when);
     goto out;

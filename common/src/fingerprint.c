@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "scale/pbcheck.h"
@@ -39,7 +40,7 @@ size_t sc_fp_norm(const char *src, char *dst) {
   return o;
 }
 
-static int date_valid(const char *d) {
+bool sc_fp_date_valid(const char *d) {
   if (d == NULL || strlen(d) != 10 || d[4] != '-' || d[7] != '-') return 0;
   for (int i = 0; i < 10; i++) {
     if (i != 4 && i != 7 && (d[i] < '0' || d[i] > '9')) return 0;
@@ -85,7 +86,7 @@ sc_status_t sc_fp_compute(const sc_fp_input_t *in, sc_arena_t *arena, sc_fp_t *o
     }
     total += n + 1;
   }
-  if (!date_valid(in->date)) {
+  if (!sc_fp_date_valid(in->date)) {
     if (bad_field) *bad_field = "date";
     return SC_INVALID_ARGUMENT;
   }
@@ -171,4 +172,86 @@ sc_status_t sc_fp_compute(const sc_fp_input_t *in, sc_arena_t *arena, sc_fp_t *o
   out->canonical_len = b.len;
   out->key_len = key_len;
   return SC_OK;
+}
+
+/* ---- occurrence counter ------------------------------------------------------ */
+
+typedef struct slot {
+  uint8_t digest[16]; /* truncated SHA-256 of the key; all-zero marks an empty slot */
+  uint64_t seen;
+} slot_t;
+
+struct sc_fp_counter {
+  slot_t *slots;
+  size_t cap, used; /* cap is a power of two; kept at most half full */
+};
+
+sc_fp_counter_t *sc_fp_counter_new(void) {
+  sc_fp_counter_t *c = calloc(1, sizeof(*c));
+  if (c == NULL) return NULL;
+  c->cap = 1024;
+  c->slots = calloc(c->cap, sizeof(slot_t));
+  if (c->slots == NULL) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void sc_fp_counter_free(sc_fp_counter_t *c) {
+  if (c == NULL) return;
+  free(c->slots);
+  free(c);
+}
+
+static int is_empty(const uint8_t d[16]) {
+  static const uint8_t zero[16];
+  return memcmp(d, zero, 16) == 0;
+}
+
+static slot_t *find_slot(slot_t *slots, size_t cap, const uint8_t d[16]) {
+  uint64_t h;
+  memcpy(&h, d, sizeof(h));
+  size_t i = (size_t)h & (cap - 1);
+  while (!is_empty(slots[i].digest) && memcmp(slots[i].digest, d, 16) != 0) i = (i + 1) & (cap - 1);
+  return &slots[i];
+}
+
+static int grow(sc_fp_counter_t *c) {
+  if (c->cap > SIZE_MAX / 2 / sizeof(slot_t)) return -1;
+  size_t cap = c->cap * 2;
+  slot_t *n = calloc(cap, sizeof(slot_t));
+  if (n == NULL) return -1;
+  for (size_t i = 0; i < c->cap; i++) {
+    if (!is_empty(c->slots[i].digest)) *find_slot(n, cap, c->slots[i].digest) = c->slots[i];
+  }
+  free(c->slots);
+  c->slots = n;
+  c->cap = cap;
+  return 0;
+}
+
+sc_status_t sc_fp_compute_next(sc_fp_counter_t *c, sc_fp_input_t *in, sc_arena_t *arena, sc_fp_t *out,
+                               const char **bad_field) {
+  in->occurrence = 0;
+  sc_fp_t first;
+  sc_status_t st = sc_fp_compute(in, arena, &first, bad_field);
+  if (st != SC_OK) return st;
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int md_len = 0;
+  if (EVP_Digest(first.canonical, first.key_len, md, &md_len, EVP_sha256(), NULL) != 1) return SC_INTERNAL;
+  if (is_empty(md)) md[0] = 1; /* keep all-zero free as the empty mark */
+  if ((c->used + 1) * 2 > c->cap && grow(c) != 0) return SC_RESOURCE_EXHAUSTED;
+  slot_t *slot = find_slot(c->slots, c->cap, md);
+  if (is_empty(slot->digest)) {
+    memcpy(slot->digest, md, 16);
+    slot->seen = 0;
+    c->used++;
+  }
+  in->occurrence = slot->seen++;
+  if (in->occurrence == 0) {
+    *out = first;
+    return SC_OK;
+  }
+  return sc_fp_compute(in, arena, out, bad_field);
 }

@@ -78,7 +78,14 @@ static bool check_value(const ProtobufCFieldDescriptor *f, const void *member, p
 
 static bool walk(const ProtobufCMessage *m, path_t *p) {
   const ProtobufCMessageDescriptor *d = m->descriptor;
-  if (p->depth >= MAX_DEPTH) return true; /* protobuf-c limits nesting itself */
+  /* protobuf-c does not limit nesting: past this depth a message is refused
+   * rather than left unchecked. */
+  if (p->depth >= MAX_DEPTH - 1) {
+    p->names[p->depth] = "(nested too deeply)";
+    p->index[p->depth] = -1;
+    p->depth++;
+    return false;
+  }
   for (unsigned i = 0; i < d->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &d->fields[i];
     if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE) continue;

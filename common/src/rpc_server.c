@@ -354,7 +354,8 @@ bool sc_call_cancelled(sc_call_t *c) {
   return false;
 }
 
-static sc_status_t vfail(sc_call_t *c, sc_status_t st, const char *fmt, va_list ap) {
+__attribute__((format(printf, 3, 0))) static sc_status_t vfail(sc_call_t *c, sc_status_t st, const char *fmt,
+                                                               va_list ap) {
   c->message = sc_arena_vprintf(c->arena, fmt, ap);
   return st;
 }

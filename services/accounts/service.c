@@ -1,8 +1,7 @@
-/* scale.accounts.v1.AccountsService: the caller's profile and settings.
- * Every statement is scoped to the caller's user id (the token's `sub`);
- * no request field can name another user. The ledger methods arrive with
- * ingestion and answer UNIMPLEMENTED until then. */
-#include "service.h"
+/* scale.accounts.v1.AccountsService: the caller's profile and settings here,
+ * the ledger in ledger_service.c. Every statement is scoped to the caller's
+ * user id (the token's `sub`); no request field can name another user. */
+#include "accounts_int.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -18,7 +17,7 @@
 
 /* Database failures: the detail goes to the log, the client gets words it can
  * act on. */
-static sc_status_t db_fail(sc_call_t *call, sc_status_t st, const sc_err_t *why) {
+sc_status_t acct_db_fail(sc_call_t *call, sc_status_t st, const sc_err_t *why) {
   const char *msg = st == SC_UNAVAILABLE          ? DB_UNAVAILABLE
                     : st == SC_DEADLINE_EXCEEDED  ? "the database did not answer in time"
                     : st == SC_RESOURCE_EXHAUSTED ? "the server is busy; retry shortly"
@@ -117,7 +116,7 @@ static sc_status_t get_profile(sc_call_t *call, const ProtobufCMessage *req, Pro
   sc_pg_conn_t *conn = NULL;
   sc_err_t why = {{0}};
   sc_status_t st = sc_pg_acquire(s->pool, &conn, &why);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   /* Get or create: the profile appears on the user's first call. The email
    * comes from the token, refreshed when it changes. */
   static const char sql[] =
@@ -137,7 +136,7 @@ static sc_status_t get_profile(sc_call_t *call, const ProtobufCMessage *req, Pro
   PGresult *r = NULL;
   st = sc_pg_exec(conn, a, sql, 2, params, &r, &why);
   sc_pg_release(conn);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   if (PQntuples(r) != 1) return sc_call_fail_internal(call, SC_INTERNAL, "profile lookup failed", "no row");
 
   Scale__Accounts__V1__GetProfileResponse *resp = sc_arena_alloc(a, sizeof(*resp));
@@ -184,13 +183,13 @@ static sc_status_t get_settings(sc_call_t *call, const ProtobufCMessage *req, Pr
   sc_pg_conn_t *conn = NULL;
   sc_err_t why = {{0}};
   sc_status_t st = sc_pg_acquire(s->pool, &conn, &why);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   const char *params[] = {uid};
   PGresult *r = NULL;
   st = sc_pg_exec(conn, a, "SELECT " SETTINGS_COLUMNS " FROM accounts.settings WHERE user_id = $1::uuid", 1, params, &r,
                   &why);
   sc_pg_release(conn);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   Scale__Accounts__V1__GetSettingsResponse *resp = sc_arena_alloc(a, sizeof(*resp));
   if (resp == NULL) return sc_call_fail(call, SC_RESOURCE_EXHAUSTED, "out of memory");
   scale__accounts__v1__get_settings_response__init(resp);
@@ -255,7 +254,7 @@ static sc_status_t update_settings(sc_call_t *call, const ProtobufCMessage *req_
   sc_pg_conn_t *conn = NULL;
   sc_err_t why = {{0}};
   sc_status_t st = sc_pg_acquire(s->pool, &conn, &why);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   PGresult *r = NULL;
   if (set[F_TIMEZONE] && value[F_TIMEZONE] && value[F_TIMEZONE][0]) {
     /* PostgreSQL's time zone database is the one later date arithmetic
@@ -293,13 +292,16 @@ static sc_status_t update_settings(sc_call_t *call, const ProtobufCMessage *req_
   return SC_OK;
 fail:
   sc_pg_release(conn);
-  return db_fail(call, st, &why);
+  return acct_db_fail(call, st, &why);
 }
 
 static const sc_rpc_method_t methods[] = {
     {.name = "GetProfile", .kind = SC_RPC_UNARY, .unary = get_profile},
     {.name = "GetSettings", .kind = SC_RPC_UNARY, .unary = get_settings},
     {.name = "UpdateSettings", .kind = SC_RPC_UNARY, .unary = update_settings},
+    {.name = "AppendTransactions", .kind = SC_RPC_CLIENT_STREAMING, .client_stream = acct_append_transactions},
+    {.name = "ListTransactions", .kind = SC_RPC_UNARY, .unary = acct_list_transactions},
+    {.name = "GetTransaction", .kind = SC_RPC_UNARY, .unary = acct_get_transaction},
 };
 
 sc_rpc_service_t acct_service(acct_service_t *s) {

@@ -12,6 +12,7 @@
 typedef struct server_deps {
   sc_pg_pool_t *pg;
   sc_redis_t *redis;
+  const char *page_token_secret; /* NULL: page tokens are signed with a random per-process key */
 } server_deps_t;
 
 typedef struct domain {

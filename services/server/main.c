@@ -15,6 +15,8 @@
 #include "scale/auth.h"
 #include "scale/config.h"
 #include "scale/log.h"
+#include "scale/metrics.h"
+#include "scale/metrics_http.h"
 #include "scale/migrate.h"
 #include "scale/ping.h"
 #include "scale/process.h"
@@ -31,8 +33,9 @@ static const char *const log_levels[] = {"debug", "info", "warn", "error", "off"
 
 static struct {
   const char *grpc_addr, *services, *log_level, *log_format, *tls_cert, *tls_key, *tls_ca;
-  const char *db_url, *redis_url, *jwt_secret, *jwt_key_file, *jwt_audience, *jwt_issuer;
+  const char *db_url, *redis_url, *jwt_secret, *jwt_key_file, *jwt_audience, *jwt_issuer, *page_secret;
   int64_t threads, max_message, max_streams, grace_ms, db_pool, db_timeout_ms, jwt_leeway, migrate_wait_s;
+  const char *metrics_addr;
   bool migrate;
 } cfg;
 
@@ -52,11 +55,15 @@ static const sc_config_var_t vars[] = {
     {"SCALE_JWT_PUBLIC_KEY_FILE", SC_CFG_FILE, NULL, "PEM public key for RS256/ES256 bearer tokens", &cfg.jwt_key_file},
     {"SCALE_JWT_AUDIENCE", SC_CFG_STRING, "authenticated", "required aud claim", &cfg.jwt_audience},
     {"SCALE_JWT_ISSUER", SC_CFG_STRING, NULL, "required iss claim (unset: not checked)", &cfg.jwt_issuer},
+    {"SCALE_PAGE_TOKEN_SECRET", SC_CFG_STRING, NULL,
+     "key page tokens are signed with; unset: derived from SCALE_JWT_SECRET", &cfg.page_secret},
     {"SCALE_JWT_LEEWAY_S", SC_CFG_INT, "30", "clock skew allowed on exp/nbf, seconds", &cfg.jwt_leeway, 0, 300},
     {"SCALE_GRPC_THREADS", SC_CFG_INT, "0", "worker threads; 0: 2 x CPUs, at least 4", &cfg.threads, 0, 1024},
     {"SCALE_GRPC_MAX_MESSAGE_BYTES", SC_CFG_BYTES, "20M", "largest request message accepted", &cfg.max_message, 1024,
      (int64_t)1 << 30},
     {"SCALE_GRPC_MAX_STREAMS", SC_CFG_INT, "1024", "concurrent streaming calls", &cfg.max_streams, 1, 1000000},
+    {"SCALE_METRICS_ADDR", SC_CFG_STRING, "127.0.0.1:9464", "Prometheus /metrics listen address (off: no listener)",
+     &cfg.metrics_addr},
     {"SCALE_SHUTDOWN_GRACE_MS", SC_CFG_INT, "10000", "time in-flight calls get on SIGTERM before cancellation",
      &cfg.grace_ms, 0, 3600000},
     {"SCALE_LOG_LEVEL", SC_CFG_ENUM, "info", "debug, info, warn, error or off", &cfg.log_level, 0, 0, log_levels},
@@ -216,6 +223,10 @@ int main(int argc, char **argv) {
   sc_log_level_t level = SC_LOG_INFO;
   sc_log_level_parse(cfg.log_level, &level);
   sc_log_setup("scale-server", level, strcmp(cfg.log_format, "text") == 0 ? SC_LOG_TEXT : SC_LOG_JSON);
+  if (sc_metrics_http_check_addr(cfg.metrics_addr, &err) != 0) {
+    fprintf(stderr, "scale-server: SCALE_METRICS_ADDR=%s: %s\n", cfg.metrics_addr, err.msg);
+    return 2;
+  }
 
   bool on[16] = {false};
   if (select_domains(services_flag ? services_flag : cfg.services, on, &err) != 0) {
@@ -225,6 +236,8 @@ int main(int argc, char **argv) {
 
   int rc = 1;
   sc_auth_t *auth = NULL;
+  sc_metrics_t *metrics = NULL;
+  sc_metrics_http_t *metrics_http = NULL;
   sc_rpc_server_t *srv = NULL;
   server_deps_t deps = {0};
   ready_t ready = {.deps = &deps};
@@ -264,6 +277,14 @@ int main(int argc, char **argv) {
     goto out;
   }
   if (cfg.migrate && migrate(deps.pg, true) != 0) goto out;
+  /* Replicas must agree on the page-token key, or a page fetched from one
+   * cannot be continued on another. */
+  deps.page_token_secret = cfg.page_secret && *cfg.page_secret ? cfg.page_secret : cfg.jwt_secret;
+  if (deps.page_token_secret == NULL || *deps.page_token_secret == '\0') {
+    deps.page_token_secret = NULL;
+    SC_LOG(SC_LOG_WARN, NULL,
+           "page tokens use a random per-process key (set SCALE_PAGE_TOKEN_SECRET when running replicas)");
+  }
 
   sc_rpc_server_opts_t opts = {
       .addr = cfg.grpc_addr,
@@ -279,11 +300,18 @@ int main(int argc, char **argv) {
   };
   srv = sc_rpc_server_new(&opts, &err);
   if (srv == NULL) goto fail;
+  metrics = sc_metrics_new();
+  if (metrics == NULL) {
+    sc_err_set(&err, "out of memory");
+    goto fail;
+  }
+  sc_metrics_set_version(metrics, SCALE_VERSION);
   sc_rpc_service_t ping = sc_ping_service();
-  sc_rpc_interceptor_t auth_ic = sc_auth_interceptor(auth);
+  sc_rpc_interceptor_t auth_ic = sc_auth_interceptor(auth), metrics_ic = sc_metrics_interceptor(metrics);
   /* Request ids first, so every later line and rejection carries one. */
   if (sc_rpc_server_add_interceptor(srv, &sc_rpc_request_id_interceptor, &err) != 0 ||
       sc_rpc_server_add_interceptor(srv, &sc_rpc_access_log_interceptor, &err) != 0 ||
+      sc_rpc_server_add_interceptor(srv, &metrics_ic, &err) != 0 ||
       sc_rpc_server_add_interceptor(srv, &auth_ic, &err) != 0 || sc_rpc_server_add_service(srv, &ping, &err) != 0) {
     goto fail;
   }
@@ -300,6 +328,17 @@ int main(int argc, char **argv) {
     if (w > 0 && (size_t)w < sizeof(served) - used) used += (size_t)w;
   }
   if (sc_rpc_server_start(srv, &err) != 0) goto fail;
+  /* Before the "listening on" line, so whoever waits for it can scrape. */
+  if (!sc_metrics_http_off(cfg.metrics_addr)) {
+    metrics_http = sc_metrics_http_start(metrics, cfg.metrics_addr, &err);
+    if (metrics_http == NULL) {
+      fprintf(stderr, "scale-server: SCALE_METRICS_ADDR: %s\n", err.msg);
+      goto out;
+    }
+    const char *mcolon = strrchr(cfg.metrics_addr, ':');
+    SC_LOG(SC_LOG_INFO, NULL, "metrics on http://%.*s:%d/metrics", (int)(mcolon - cfg.metrics_addr), cfg.metrics_addr,
+           sc_metrics_http_port(metrics_http));
+  }
   sc_health_set(sc_rpc_server_health(srv), "liveness", SC_HEALTH_SERVING);
   pthread_mutex_init(&ready.mu, NULL);
   pthread_cond_init(&ready.cv, NULL);
@@ -320,6 +359,8 @@ int main(int argc, char **argv) {
     pthread_mutex_unlock(&ready.mu);
     pthread_join(ready_thread, NULL);
   }
+  sc_metrics_http_stop(metrics_http);
+  metrics_http = NULL;
   sc_rpc_server_free(srv);
   srv = NULL;
   SC_LOG(SC_LOG_INFO, NULL, "stopped");
@@ -329,7 +370,9 @@ int main(int argc, char **argv) {
 fail:
   fprintf(stderr, "scale-server: %s\n", err.msg);
 out:
+  sc_metrics_http_stop(metrics_http);
   sc_rpc_server_free(srv);
+  sc_metrics_free(metrics);
   sc_auth_free(auth);
   sc_redis_free(deps.redis);
   sc_pg_pool_free(deps.pg);

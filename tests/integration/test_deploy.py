@@ -76,6 +76,11 @@ class Manifests(unittest.TestCase):
                 # The values themselves pass the binary's validation.
                 run_env = dict(os.environ, **env)
                 run_env["SCALE_GRPC_ADDR"] = "127.0.0.1:0"
+                if "SCALE_METRICS_ADDR" in env:
+                    # The scrape annotations must name the port metrics are served on.
+                    annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
+                    self.assertEqual(annotations.get("prometheus.io/port"), env["SCALE_METRICS_ADDR"].rsplit(":", 1)[1])
+                    run_env["SCALE_METRICS_ADDR"] = "127.0.0.1:0"
                 proc = subprocess.Popen([os.path.join(BIN, binary)] + c.get("args", []), env=run_env,
                                         stderr=subprocess.PIPE, text=True)
                 try:

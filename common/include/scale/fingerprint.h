@@ -6,6 +6,7 @@
 #ifndef SCALE_FINGERPRINT_H
 #define SCALE_FINGERPRINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,23 @@ typedef struct sc_fp {
  * letters; *bad_field (optional) then names the field. Nothing is written to
  * *out on failure. */
 sc_status_t sc_fp_compute(const sc_fp_input_t *in, sc_arena_t *arena, sc_fp_t *out, const char **bad_field);
+
+/* Occurrence numbering within one file (or one append): remembers each key
+ * (a 128-bit digest of it, so a million rows cost tens of MB, not the rows'
+ * text) and how often it was seen. Not thread-safe: one per file. */
+typedef struct sc_fp_counter sc_fp_counter_t;
+
+sc_fp_counter_t *sc_fp_counter_new(void);
+void sc_fp_counter_free(sc_fp_counter_t *c);
+
+/* Computes the fingerprint of a row of a file: in->occurrence is ignored and
+ * set from the earlier rows with the same key. Same failures as
+ * sc_fp_compute, plus SC_RESOURCE_EXHAUSTED when out of memory. */
+sc_status_t sc_fp_compute_next(sc_fp_counter_t *c, sc_fp_input_t *in, sc_arena_t *arena, sc_fp_t *out,
+                               const char **bad_field);
+
+/* A real calendar date written YYYY-MM-DD. */
+bool sc_fp_date_valid(const char *date);
 
 /* norm() of the spec into dst (at least strlen(s) + 1 bytes); returns the
  * length. Exposed for tests and for matching. */

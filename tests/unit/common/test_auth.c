@@ -253,3 +253,33 @@ Test(auth, configuration_errors) {
   cr_assert_null(sc_auth_new(&notkey, &err));
   cr_assert(strstr(err.msg, "not a PEM public key"), "%s", err.msg);
 }
+
+Test(auth, one_credential_has_one_spelling) {
+  sc_auth_t *a = hs_verifier();
+  char *t = mint(JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET), claims(""));
+  cr_assert_eq(sc_auth_verify(a, t, 0, NULL, NULL), SC_OK);
+  char variant[2048];
+  /* Padding, a stray character, or changed unused low bits of the last
+   * character would decode to the same signature: all refused. */
+  snprintf(variant, sizeof(variant), "%s=", t);
+  expect_reject(a, variant, "signature invalid");
+  char *sig = strrchr(t, '.') + 1;
+  snprintf(variant, sizeof(variant), "%.*s!%s", (int)(sig - t), t, sig);
+  expect_reject(a, variant, "signature invalid");
+  snprintf(variant, sizeof(variant), "%s", t);
+  char *last = variant + strlen(variant) - 1;
+  *last = *last == 'A' ? 'B' : (char)(*last ^ 1); /* 43 chars encode 32 bytes: 2 spare bits */
+  expect_reject(a, variant, "signature invalid");
+  free(t);
+  sc_auth_free(a);
+}
+
+Test(auth, far_future_expiry_does_not_overflow) {
+  sc_auth_t *a = hs_verifier();
+  char buf[256];
+  snprintf(buf, sizeof(buf), "{\"sub\":\"%s\",\"aud\":\"authenticated\",\"exp\":9223372036854775807}", USER);
+  char *t = mint(JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET), buf);
+  cr_assert_eq(sc_auth_verify(a, t, 0, NULL, NULL), SC_OK);
+  free(t);
+  sc_auth_free(a);
+}

@@ -108,3 +108,34 @@ Test(fingerprint, norm_collapses_white_space_and_folds_ascii_only) {
   cr_assert_eq(sc_fp_norm("", out), 0);
   cr_assert_eq(sc_fp_norm(" \xc2\xa0 ", out), 0);
 }
+
+Test(fingerprint, counter_numbers_repeats_in_file_order) {
+  sc_arena_t *a = sc_arena_new(0);
+  sc_fp_counter_t *c = sc_fp_counter_new();
+  sc_fp_input_t coffee = {.date = "2026-02-01", .amount_minor = -350, .currency = "EUR", .merchant = "Cafe"};
+  sc_fp_input_t tea = {.date = "2026-02-01", .amount_minor = -250, .currency = "EUR", .merchant = "Cafe"};
+  sc_fp_t f1, f2, f3, f4;
+  cr_assert_eq(sc_fp_compute_next(c, &coffee, a, &f1, NULL), SC_OK);
+  cr_assert_eq(coffee.occurrence, 0);
+  cr_assert_eq(sc_fp_compute_next(c, &tea, a, &f2, NULL), SC_OK);
+  cr_assert_eq(tea.occurrence, 0);
+  cr_assert_eq(sc_fp_compute_next(c, &coffee, a, &f3, NULL), SC_OK);
+  cr_assert_eq(coffee.occurrence, 1, "the second identical coffee is occurrence 1");
+  cr_assert_str_neq(f1.hex, f3.hex);
+  /* The same as computing with the occurrence by hand. */
+  sc_fp_input_t manual = coffee;
+  manual.occurrence = 1;
+  cr_assert_eq(sc_fp_compute(&manual, a, &f4, NULL), SC_OK);
+  cr_assert_str_eq(f3.hex, f4.hex);
+  /* Many distinct keys (growth) keep their own counts. */
+  char merchant[32];
+  for (int i = 0; i < 5000; i++) {
+    snprintf(merchant, sizeof(merchant), "m%d", i % 2500);
+    sc_fp_input_t in = {.date = "2026-02-01", .amount_minor = -1, .currency = "EUR", .merchant = merchant};
+    cr_assert_eq(sc_fp_compute_next(c, &in, a, &f1, NULL), SC_OK);
+    cr_assert_eq(in.occurrence, (uint64_t)(i / 2500), "row %d", i);
+    sc_arena_reset(a);
+  }
+  sc_fp_counter_free(c);
+  sc_arena_free(a);
+}

@@ -1,14 +1,16 @@
-/* Accounts domain: profiles, settings and (with ingestion) the ledger. */
-#ifndef SCALE_ACCOUNTS_SERVICE_H
-#define SCALE_ACCOUNTS_SERVICE_H
+/* Accounts domain: profiles, settings and the transaction ledger. */
+#ifndef SCALE_ACCOUNTS_ACCOUNTS_H
+#define SCALE_ACCOUNTS_ACCOUNTS_H
 
 #include <stdbool.h>
 
+#include "scale/pagetoken.h"
 #include "scale/pg.h"
 #include "scale/rpc.h"
 
 typedef struct acct_service {
-  sc_pg_pool_t *pool; /* owned by the caller; outlives the server */
+  sc_pg_pool_t *pool;          /* owned by the caller; outlives the server */
+  sc_pagetoken_key_t page_key; /* signs ListTransactions page tokens */
 } acct_service_t;
 
 /* scale.accounts.v1.AccountsService over s. */
