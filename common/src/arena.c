@@ -29,6 +29,7 @@ struct sc_arena {
   size_t cap;
   size_t handed_out;
   size_t next_block; /* size of the next growth block */
+  bool exhausted;    /* an allocation was refused since the last reset */
 };
 
 static size_t round_up(size_t n) { return (n + ALIGN - 1) & ~(ALIGN - 1); }
@@ -91,18 +92,25 @@ void sc_arena_reset(sc_arena_t *a) {
   a->head = a->first;
   a->handed_out = 0;
   a->next_block = FIRST_BLOCK * 2;
+  a->exhausted = false;
 }
 
 void *sc_arena_alloc(sc_arena_t *a, size_t n) {
   size_t need = round_up(n ? n : 1);
-  if (need < n || need > a->cap - a->handed_out) return NULL;
+  if (need < n || need > a->cap - a->handed_out) {
+    a->exhausted = true;
+    return NULL;
+  }
   block_t *b = a->head;
   if (b->size - b->used < need) {
     if (need > MAX_BLOCK / 4) {
       /* Large allocations get a block of their own behind the current one,
        * so the current block's free space is not wasted. */
       block_t *big = block_new(need);
-      if (big == NULL) return NULL;
+      if (big == NULL) {
+        a->exhausted = true;
+        return NULL;
+      }
       big->used = need;
       big->next = b->next;
       b->next = big;
@@ -113,7 +121,10 @@ void *sc_arena_alloc(sc_arena_t *a, size_t n) {
     while (size < need)
       size *= 2;
     block_t *nb = block_new(size);
-    if (nb == NULL) return NULL;
+    if (nb == NULL) {
+      a->exhausted = true;
+      return NULL;
+    }
     nb->next = b;
     a->head = nb;
     if (a->next_block < MAX_BLOCK) a->next_block *= 2;
@@ -182,6 +193,7 @@ int sc_arena_add_cleanup(sc_arena_t *a, sc_arena_cleanup_cb fn, void *data) {
 }
 
 size_t sc_arena_used(const sc_arena_t *a) { return a->handed_out; }
+bool sc_arena_exhausted(const sc_arena_t *a) { return a->exhausted; }
 size_t sc_arena_cap(const sc_arena_t *a) { return a->cap; }
 
 static void *pb_alloc(void *data, size_t size) { return sc_arena_alloc(data, size); }

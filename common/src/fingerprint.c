@@ -213,7 +213,8 @@ static slot_t *find_slot(slot_t *slots, size_t cap, const uint8_t d[16]) {
   uint64_t h;
   memcpy(&h, d, sizeof(h));
   size_t i = (size_t)h & (cap - 1);
-  while (!is_empty(slots[i].digest) && memcmp(slots[i].digest, d, 16) != 0) i = (i + 1) & (cap - 1);
+  while (!is_empty(slots[i].digest) && memcmp(slots[i].digest, d, 16) != 0)
+    i = (i + 1) & (cap - 1);
   return &slots[i];
 }
 

@@ -25,7 +25,8 @@ static void mac(const sc_pagetoken_key_t *key, const char *filters, const unsign
   unsigned char head[9];
   size_t fl = strlen(filters);
   head[0] = VERSION;
-  for (int i = 0; i < 8; i++) head[1 + i] = (unsigned char)(fl >> (8 * (7 - i)));
+  for (int i = 0; i < 8; i++)
+    head[1 + i] = (unsigned char)(fl >> (8 * (7 - i)));
   EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
   EVP_MAC_CTX *ctx = m ? EVP_MAC_CTX_new(m) : NULL;
   OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};

@@ -510,6 +510,9 @@ sc_status_t sc_call_recv(sc_call_t *c, ProtobufCMessage **msg) {
   }
   *msg = unpack_bb(c->recv_arena, desc, bb);
   grpc_byte_buffer_destroy(bb);
+  if (*msg == NULL && sc_arena_exhausted(c->recv_arena)) {
+    return sc_call_fail(c, SC_RESOURCE_EXHAUSTED, "a message needs more memory to decode than one call may use");
+  }
   if (*msg == NULL) {
     return sc_call_fail(c, SC_INVALID_ARGUMENT, "message is not a valid %s", desc->name);
   }
@@ -596,6 +599,9 @@ static sc_status_t decode_request(struct sc_call *c, const ProtobufCMessage **re
     return sc_call_fail(c, SC_INVALID_ARGUMENT, "the request carried no message");
   }
   *req = unpack_bb(c->arena, c->target->input, c->payload);
+  if (*req == NULL && sc_arena_exhausted(c->arena)) {
+    return sc_call_fail(c, SC_RESOURCE_EXHAUSTED, "the request needs more memory to decode than one call may use");
+  }
   if (*req == NULL) {
     return sc_call_fail(c, SC_INVALID_ARGUMENT, "the request is not a valid %s message", c->target->input->name);
   }

@@ -10,12 +10,12 @@
 
 struct acct_append {
   sc_pg_conn_t *conn;
-  sc_arena_t *scratch;           /* per row */
+  sc_arena_t *scratch; /* per row */
   sc_fp_counter_t *counter;
   char user_id[37];
   int source;
   char import_id[37];
-  char *buf;                     /* COPY data waiting to be sent */
+  char *buf; /* COPY data waiting to be sent */
   size_t len;
   int64_t rows, zero;
   char min_date[11], max_date[11];
@@ -46,6 +46,12 @@ sc_status_t acct_append_begin(sc_pg_pool_t *pool, const char *user_id, int sourc
   a->source = source;
   sc_status_t st = sc_pg_acquire(pool, &a->conn, why);
   if (st == SC_OK) st = sc_pg_begin(a->conn, why);
+  if (st == SC_OK) {
+    /* A statement of a million rows is meant to be long: the per-statement
+     * timeout that guards ordinary queries would cut it off. The caller's
+     * deadline still bounds the whole append. */
+    st = sc_pg_exec(a->conn, NULL, "SET LOCAL statement_timeout = '30min'", 0, NULL, NULL, why);
+  }
   if (st == SC_OK) {
     st = sc_pg_exec(a->conn, NULL,
                     "CREATE TEMP TABLE ledger_staging ("
@@ -88,10 +94,22 @@ static sc_status_t put_field(acct_append_t *a, const char *s, char end, sc_err_t
     char c = *s++;
     if (c == '\0') break;
     switch (c) {
-    case '\\': a->buf[a->len++] = '\\'; a->buf[a->len++] = '\\'; break;
-    case '\t': a->buf[a->len++] = '\\'; a->buf[a->len++] = 't'; break;
-    case '\n': a->buf[a->len++] = '\\'; a->buf[a->len++] = 'n'; break;
-    case '\r': a->buf[a->len++] = '\\'; a->buf[a->len++] = 'r'; break;
+    case '\\':
+      a->buf[a->len++] = '\\';
+      a->buf[a->len++] = '\\';
+      break;
+    case '\t':
+      a->buf[a->len++] = '\\';
+      a->buf[a->len++] = 't';
+      break;
+    case '\n':
+      a->buf[a->len++] = '\\';
+      a->buf[a->len++] = 'n';
+      break;
+    case '\r':
+      a->buf[a->len++] = '\\';
+      a->buf[a->len++] = 'r';
+      break;
     default: a->buf[a->len++] = c;
     }
   }
@@ -109,9 +127,14 @@ static int hex64(const char *s) {
 
 sc_status_t acct_append_row(acct_append_t *a, const acct_new_txn_t *r, const char **bad_field, sc_err_t *why) {
   sc_arena_reset(a->scratch);
-  sc_fp_input_t in = {.account_id = r->account_id, .bank_txn_id = r->bank_txn_id, .date = r->date,
-                      .amount_minor = r->amount_minor, .currency = r->currency, .merchant = r->merchant,
-                      .description = r->description, .payment_method = r->payment_method,
+  sc_fp_input_t in = {.account_id = r->account_id,
+                      .bank_txn_id = r->bank_txn_id,
+                      .date = r->date,
+                      .amount_minor = r->amount_minor,
+                      .currency = r->currency,
+                      .merchant = r->merchant,
+                      .description = r->description,
+                      .payment_method = r->payment_method,
                       .reference = r->reference};
   sc_fp_t fp;
   const char *bad = NULL;
@@ -146,18 +169,10 @@ sc_status_t acct_append_row(acct_append_t *a, const acct_new_txn_t *r, const cha
     currency[i] = (char)((cbuf[i] >= 'a' && cbuf[i] <= 'z') ? cbuf[i] - 'a' + 'A' : cbuf[i]);
   }
   currency[3] = '\0';
-  const char *fields[] = {line,
-                          r->account_id,
-                          r->date,
-                          amount,
-                          currency,
-                          r->merchant,
-                          r->description,
-                          r->payment_method,
-                          r->reference,
-                          r->bank_txn_id,
-                          r->category,
-                          (r->fingerprint && *r->fingerprint) ? r->fingerprint : fp.hex};
+  const char *fields[] = {
+      line,         r->account_id,  r->date,        amount,
+      currency,     r->merchant,    r->description, r->payment_method,
+      r->reference, r->bank_txn_id, r->category,    (r->fingerprint && *r->fingerprint) ? r->fingerprint : fp.hex};
   size_t n = sizeof(fields) / sizeof(fields[0]);
   for (size_t i = 0; i < n; i++) {
     st = put_field(a, fields[i], i + 1 < n ? '\t' : '\n', why);
@@ -183,45 +198,62 @@ sc_status_t acct_append_finish(acct_append_t *a, bool report_dups, sc_arena_t *a
   snprintf(source, sizeof(source), "%d", a->source);
   const char *params[] = {a->user_id, a->import_id[0] ? a->import_id : NULL, source};
   PGresult *r = NULL;
-  if (st == SC_OK) {
+  /* Possible duplicates need rows that were in the ledger before this
+   * append; a first import (the common bulk case) has none, and skips the
+   * work entirely. */
+  bool look_for_dups = false;
+  if (st == SC_OK && report_dups) {
+    const char *p0[] = {a->user_id};
+    st = sc_pg_exec(a->conn, arena, "SELECT EXISTS (SELECT 1 FROM accounts.transactions WHERE user_id = $1::uuid)", 1,
+                    p0, &r, why);
+    look_for_dups = st == SC_OK && PQgetvalue(r, 0, 0)[0] == 't';
+  }
+  if (st == SC_OK && look_for_dups) {
     st = sc_pg_exec(a->conn, NULL, "CREATE TEMP TABLE ledger_inserted (id uuid, fingerprint text) ON COMMIT DROP", 0,
                     NULL, NULL, why);
   }
   if (st == SC_OK) {
     /* Conflict-skip on the dedup key; repeats inside one append were given
      * distinct occurrences, so only true re-imports are skipped. */
-    st = sc_pg_exec(a->conn, arena,
-                    "WITH ins AS ("
-                    "  INSERT INTO accounts.transactions (user_id, account_id, date, amount_minor, currency,"
-                    "    merchant, description, payment_method, reference, bank_transaction_id, category,"
-                    "    fingerprint, import_id, source)"
-                    "  SELECT $1::uuid, account_id, date, amount_minor, currency, merchant, description,"
-                    "         payment_method, reference, bank_transaction_id, category, fingerprint, $2::uuid,"
-                    "         $3::smallint"
-                    "    FROM ledger_staging ORDER BY line"
-                    "  ON CONFLICT (user_id, fingerprint) DO NOTHING"
-                    "  RETURNING id, fingerprint)"
-                    " INSERT INTO ledger_inserted SELECT id, fingerprint FROM ins",
-                    3, params, &r, why);
+    static const char insert[] =
+        "INSERT INTO accounts.transactions (user_id, account_id, date, amount_minor, currency,"
+        "    merchant, description, payment_method, reference, bank_transaction_id, category,"
+        "    fingerprint, import_id, source)"
+        "  SELECT $1::uuid, account_id, date, amount_minor, currency, merchant, description,"
+        "         payment_method, reference, bank_transaction_id, category, fingerprint, $2::uuid, $3::smallint"
+        "    FROM ledger_staging"
+        "  ON CONFLICT (user_id, fingerprint) DO NOTHING";
+    if (look_for_dups) {
+      char with_ids[sizeof(insert) + 160];
+      snprintf(with_ids, sizeof(with_ids),
+               "WITH ins AS (%s RETURNING id, fingerprint) INSERT INTO ledger_inserted SELECT id, fingerprint FROM ins",
+               insert);
+      st = sc_pg_exec(a->conn, arena, with_ids, 3, params, &r, why);
+    } else {
+      st = sc_pg_exec(a->conn, arena, insert, 3, params, &r, why);
+    }
   }
   if (st == SC_OK) res->inserted = strtoll(PQcmdTuples(r), NULL, 10);
-  if (st == SC_OK && report_dups && res->inserted > 0) {
+  if (st == SC_OK && look_for_dups && res->inserted > 0) {
     /* Same amount and currency within 3 days, different text, already in
-     * the ledger before this append: reported, never merged. */
+     * the ledger before this append: reported, never merged. A set join
+     * (not a probe per row), one match per new row. */
     const char *p1[] = {a->user_id};
     st = sc_pg_exec(a->conn, arena,
-                    "SELECT s.line, n.id::text, e.id::text, n.date::text, e.date::text, n.amount_minor,"
-                    "       n.currency, n.description, e.description"
-                    "  FROM ledger_inserted i"
-                    "  JOIN accounts.transactions n ON n.id = i.id"
-                    "  JOIN ledger_staging s ON s.fingerprint = i.fingerprint"
-                    "  JOIN LATERAL (SELECT id, date, description FROM accounts.transactions e"
-                    "      WHERE e.user_id = $1::uuid AND e.amount_minor = n.amount_minor"
-                    "        AND e.currency = n.currency AND e.date BETWEEN n.date - 3 AND n.date + 3"
-                    "        AND e.id NOT IN (SELECT id FROM ledger_inserted)"
-                    "        AND lower(e.description || e.merchant) <> lower(n.description || n.merchant)"
-                    "      ORDER BY abs(e.date - n.date), e.id LIMIT 1) e ON true"
-                    " ORDER BY s.line LIMIT 1000",
+                    "SELECT line, nid, eid, ndate, edate, amount_minor, currency, ndesc, edesc FROM ("
+                    "  SELECT DISTINCT ON (n.id) s.line, n.id::text AS nid, e.id::text AS eid,"
+                    "         n.date::text AS ndate, e.date::text AS edate, n.amount_minor, n.currency,"
+                    "         n.description AS ndesc, e.description AS edesc"
+                    "    FROM ledger_inserted i"
+                    "    JOIN accounts.transactions n ON n.id = i.id"
+                    "    JOIN ledger_staging s ON s.fingerprint = i.fingerprint"
+                    "    JOIN accounts.transactions e ON e.user_id = $1::uuid"
+                    "         AND e.amount_minor = n.amount_minor AND e.currency = n.currency"
+                    "         AND e.date BETWEEN n.date - 3 AND n.date + 3"
+                    "   WHERE NOT EXISTS (SELECT 1 FROM ledger_inserted x WHERE x.id = e.id)"
+                    "     AND lower(e.description || e.merchant) <> lower(n.description || n.merchant)"
+                    "   ORDER BY n.id, abs(e.date - n.date), e.id) d"
+                    " ORDER BY line LIMIT 1000",
                     1, p1, &r, why);
     if (st == SC_OK && PQntuples(r) > 0) {
       int n = PQntuples(r);

@@ -19,13 +19,13 @@ typedef struct acct_append acct_append_t;
 enum { ACCT_SOURCE_UNSPECIFIED = 0, ACCT_SOURCE_IMPORT = 1, ACCT_SOURCE_WEBHOOK = 2, ACCT_SOURCE_DEVICE_SYNC = 3 };
 
 typedef struct acct_new_txn {
-  int32_t line;                  /* the caller's row number, echoed in reports */
-  const char *account_id;        /* NULL: "" */
-  const char *date;              /* YYYY-MM-DD */
-  int64_t amount_minor;          /* 0: skipped and counted */
+  int32_t line;           /* the caller's row number, echoed in reports */
+  const char *account_id; /* NULL: "" */
+  const char *date;       /* YYYY-MM-DD */
+  int64_t amount_minor;   /* 0: skipped and counted */
   const char *currency;
   const char *merchant, *description, *payment_method, *reference, *bank_txn_id, *category;
-  const char *fingerprint;       /* NULL: computed here, repeats numbered in append order */
+  const char *fingerprint; /* NULL: computed here, repeats numbered in append order */
 } acct_new_txn_t;
 
 typedef struct acct_possible_dup {
@@ -39,7 +39,7 @@ typedef struct acct_possible_dup {
 
 typedef struct acct_append_result {
   int64_t inserted, skipped_duplicates, skipped_zero_amount, rows;
-  acct_possible_dup_t *dups;     /* at most ACCT_MAX_DUPS, in the arena given to finish */
+  acct_possible_dup_t *dups; /* at most ACCT_MAX_DUPS, in the arena given to finish */
   size_t n_dups;
   char min_date[11], max_date[11]; /* over the rows appended ("" when none) */
 } acct_append_result_t;

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts_int.h"
 #include "google/protobuf/timestamp.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 #include "ledger.h"
 #include "scale/accounts/v1/accounts.pb-c.h"
 #include "scale/uuid.h"
-#include "accounts_int.h"
 
 #define DEFAULT_PAGE 50
 #define MAX_PAGE 1000
@@ -55,11 +55,17 @@ sc_status_t acct_append_transactions(sc_call_t *call, ProtobufCMessage **resp_, 
     }
     for (size_t i = 0; i < req->n_rows; i++, index++) {
       const Scale__Accounts__V1__NewTransaction *r = req->rows[i];
-      acct_new_txn_t t = {.line = r->line ? r->line : (int32_t)(index + 1), .account_id = r->account_id,
-                          .date = r->date, .amount_minor = r->amount_minor, .currency = r->currency,
-                          .merchant = r->merchant, .description = r->description,
-                          .payment_method = r->payment_method, .reference = r->reference,
-                          .bank_txn_id = r->bank_transaction_id, .category = r->category,
+      acct_new_txn_t t = {.line = r->line ? r->line : (int32_t)(index + 1),
+                          .account_id = r->account_id,
+                          .date = r->date,
+                          .amount_minor = r->amount_minor,
+                          .currency = r->currency,
+                          .merchant = r->merchant,
+                          .description = r->description,
+                          .payment_method = r->payment_method,
+                          .reference = r->reference,
+                          .bank_txn_id = r->bank_transaction_id,
+                          .category = r->category,
                           .fingerprint = r->fingerprint};
       const char *bad = NULL;
       st = acct_append_row(ap, &t, &bad, &why);
@@ -115,9 +121,9 @@ fail:
 
 /* ---- reading --------------------------------------------------------------- */
 
-#define TXN_COLUMNS                                                                                              \
-  "id::text, account_id, date::text, amount_minor, currency, merchant, description, payment_method, reference," \
-  " category, fingerprint, coalesce(import_id::text, ''), bank_transaction_id, source,"                        \
+#define TXN_COLUMNS                                                                                                    \
+  "id::text, account_id, date::text, amount_minor, currency, merchant, description, payment_method, reference,"        \
+  " category, fingerprint, coalesce(import_id::text, ''), bank_transaction_id, source,"                                \
   " (extract(epoch FROM created_at) * 1000000)::bigint, (extract(epoch FROM updated_at) * 1000000)::bigint"
 
 static Google__Protobuf__Timestamp *ts_us(sc_arena_t *a, const char *us_text) {
@@ -134,8 +140,18 @@ static Scale__Accounts__V1__Transaction *txn_from_row(sc_arena_t *a, PGresult *r
   Scale__Accounts__V1__Transaction *t = sc_arena_alloc(a, sizeof(*t));
   if (t == NULL) return NULL;
   scale__accounts__v1__transaction__init(t);
-  char **text[] = {&t->id, &t->account_id, &t->date, NULL, &t->currency, &t->merchant, &t->description,
-                   &t->payment_method, &t->reference, &t->category, &t->fingerprint, &t->import_id,
+  char **text[] = {&t->id,
+                   &t->account_id,
+                   &t->date,
+                   NULL,
+                   &t->currency,
+                   &t->merchant,
+                   &t->description,
+                   &t->payment_method,
+                   &t->reference,
+                   &t->category,
+                   &t->fingerprint,
+                   &t->import_id,
                    &t->bank_transaction_id};
   for (int c = 0; c < 13; c++) {
     if (text[c]) *text[c] = sc_arena_strdup(a, PQgetvalue(r, i, c));
@@ -165,8 +181,7 @@ static char *like_pattern(sc_arena_t *a, const char *s) {
 
 static const char *nz(const char *s) { return s && *s ? s : NULL; }
 
-sc_status_t acct_list_transactions(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_,
-                                   void *svc) {
+sc_status_t acct_list_transactions(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_, void *svc) {
   acct_service_t *s = svc;
   const Scale__Accounts__V1__ListTransactionsRequest *req = (const void *)req_;
   const char *uid = sc_call_user_id(call);
@@ -202,8 +217,8 @@ sc_status_t acct_list_transactions(sc_call_t *call, const ProtobufCMessage *req_
   if (nz(req->import_id) && !sc_uuid_valid(req->import_id)) {
     bad = sc_call_fail_field(call, "import_id", "not a UUID");
   }
-  const char *texts[][2] = {{"category", req->category}, {"merchant", req->merchant}, {"query", req->query},
-                            {"account_id", req->account_id}};
+  const char *texts[][2] = {
+      {"category", req->category}, {"merchant", req->merchant}, {"query", req->query}, {"account_id", req->account_id}};
   for (size_t i = 0; i < 4; i++) {
     if (texts[i][1] && strlen(texts[i][1]) > MAX_FILTER_TEXT) {
       bad = sc_call_fail_field(call, texts[i][0], "longer than %d bytes", MAX_FILTER_TEXT);
@@ -218,11 +233,11 @@ sc_status_t acct_list_transactions(sc_call_t *call, const ProtobufCMessage *req_
   snprintf(limit_s, sizeof(limit_s), "%d", page + 1);
 
   /* The filters a token is bound to (page_size may change between pages). */
-  const char *filters = sc_arena_printf(
-      a, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", uid, req->from_date ? req->from_date : "",
-      req->to_date ? req->to_date : "", min_s, max_s, req->currency ? req->currency : "",
-      req->category ? req->category : "", req->merchant ? req->merchant : "", req->query ? req->query : "",
-      req->account_id ? req->account_id : "", req->import_id ? req->import_id : "");
+  const char *filters = sc_arena_printf(a, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", uid,
+                                        req->from_date ? req->from_date : "", req->to_date ? req->to_date : "", min_s,
+                                        max_s, req->currency ? req->currency : "", req->category ? req->category : "",
+                                        req->merchant ? req->merchant : "", req->query ? req->query : "",
+                                        req->account_id ? req->account_id : "", req->import_id ? req->import_id : "");
   const char *cur_date = NULL, *cur_id = NULL;
   if (nz(req->page_token)) {
     char *cursor = filters ? sc_pagetoken_decode(&s->page_key, filters, req->page_token, a) : NULL;
@@ -294,8 +309,7 @@ sc_status_t acct_list_transactions(sc_call_t *call, const ProtobufCMessage *req_
   return SC_OK;
 }
 
-sc_status_t acct_get_transaction(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_,
-                                 void *svc) {
+sc_status_t acct_get_transaction(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_, void *svc) {
   acct_service_t *s = svc;
   const Scale__Accounts__V1__GetTransactionRequest *req = (const void *)req_;
   const char *uid = sc_call_user_id(call);
@@ -322,4 +336,3 @@ sc_status_t acct_get_transaction(sc_call_t *call, const ProtobufCMessage *req_, 
   *resp_ = &resp->base;
   return resp->transaction ? SC_OK : sc_call_fail(call, SC_RESOURCE_EXHAUSTED, "out of memory");
 }
-

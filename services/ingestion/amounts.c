@@ -62,9 +62,9 @@ static size_t space_before(const char *b, const char *e) {
 }
 
 /* Currency symbols (UTF-8): ₹ € £ ¥ ₩ ₽ ₺ ₪ ₫ ₱ ₦ $. */
-static const char *const k_symbols[] = {"\xE2\x82\xB9", "\xE2\x82\xAC", "\xC2\xA3", "\xC2\xA5", "\xE2\x82\xA9",
-                                        "\xE2\x82\xBD", "\xE2\x82\xBA", "\xE2\x82\xAA", "\xE2\x82\xAB", "\xE2\x82\xB1",
-                                        "\xE2\x82\xA6", "$"};
+static const char *const k_symbols[] = {"\xE2\x82\xB9", "\xE2\x82\xAC", "\xC2\xA3",     "\xC2\xA5",
+                                        "\xE2\x82\xA9", "\xE2\x82\xBD", "\xE2\x82\xBA", "\xE2\x82\xAA",
+                                        "\xE2\x82\xAB", "\xE2\x82\xB1", "\xE2\x82\xA6", "$"};
 
 static size_t symbol_at(const char *p, const char *e) {
   for (size_t i = 0; i < sizeof k_symbols / sizeof k_symbols[0]; i++) {
@@ -146,7 +146,8 @@ static int strip_prefix(const char **pp, const char *e, decor_t *d) {
       break; /* ".50" */
     } else if (is_alpha(*p)) {
       const char *w = p;
-      while (p < e && is_alpha(*p)) p++;
+      while (p < e && is_alpha(*p))
+        p++;
       if (p < e && *p == '$' && p - w <= 3) { /* US$, HK$, A$ */
         p++;
         continue;
@@ -194,7 +195,8 @@ static int strip_suffix(const char *b, const char **ep, decor_t *d) {
     } else if (is_alpha(e[-1]) || e[-1] == '.') {
       const char *we = e;
       if (e[-1] == '.') e--;
-      while (e > b && is_alpha(e[-1])) e--;
+      while (e > b && is_alpha(e[-1]))
+        e--;
       if (e == we || (e == we - 1 && *e == '.')) return -1;
       switch (classify_word(e, (size_t)(we - e))) {
       case W_CURRENCY: break;
@@ -226,7 +228,8 @@ static int split_core(const char *p, const char *e, core_t *c) {
   for (;;) {
     if (c->n == MAX_GROUPS) return -1;
     const char *g = p;
-    while (p < e && is_digit(*p)) p++;
+    while (p < e && is_digit(*p))
+      p++;
     c->group[c->n] = g;
     c->glen[c->n] = (size_t)(p - g);
     c->sep[c->n] = 0;
@@ -294,7 +297,8 @@ static int plain_amount(const char *s, char dec, int exponent, int64_t *minor) {
     }
   }
   if (*p != '\0') return -1;
-  for (; fd < exponent; fd++) v *= 10;
+  for (; fd < exponent; fd++)
+    v *= 10;
   *minor = neg ? -v : v;
   return 0;
 }
@@ -310,8 +314,10 @@ int ingest_parse_amount(const char *text, char decimal, int exponent, int64_t *m
   const char *p = text, *e = text + strlen(text);
   decor_t d = {0};
   size_t n;
-  while (p < e && (n = space_at(p, e)) > 0) p += n;
-  while (e > p && (n = space_before(p, e)) > 0) e -= n;
+  while (p < e && (n = space_at(p, e)) > 0)
+    p += n;
+  while (e > p && (n = space_before(p, e)) > 0)
+    e -= n;
   if (p == e) {
     why = "is empty";
     goto fail;
@@ -323,9 +329,12 @@ int ingest_parse_amount(const char *text, char decimal, int exponent, int64_t *m
   if (split_core(p, e, &c) != 0) goto fail;
   int n_dot = 0, n_comma = 0, n_other = 0;
   for (int i = 0; i < c.n - 1; i++) {
-    if (c.sep[i] == '.') n_dot++;
-    else if (c.sep[i] == ',') n_comma++;
-    else n_other++;
+    if (c.sep[i] == '.')
+      n_dot++;
+    else if (c.sep[i] == ',')
+      n_comma++;
+    else
+      n_other++;
   }
   char last = c.n > 1 ? c.sep[c.n - 2] : 0;
   /* Which separator is the decimal point (0: none). */
@@ -349,7 +358,8 @@ int ingest_parse_amount(const char *text, char decimal, int exponent, int64_t *m
   /* A lone empty group is only "." or ","; a trailing empty group only after
    * the decimal point. */
   size_t digits = 0;
-  for (int i = 0; i < c.n; i++) digits += c.glen[i];
+  for (int i = 0; i < c.n; i++)
+    digits += c.glen[i];
   if (digits == 0) goto fail;
   if (!dec && c.glen[c.n - 1] == 0) goto fail;
   if (dec && n_int == 1 && c.glen[0] == 0 && c.glen[1] == 0) goto fail;
@@ -378,13 +388,15 @@ int ingest_parse_amount(const char *text, char decimal, int exponent, int64_t *m
     const char *f = c.group[c.n - 1];
     size_t fl = c.glen[c.n - 1];
     for (size_t k = 0; k < fl; k++) {
-      if ((int)k < exponent) frac = frac * 10 + (uint64_t)(f[k] - '0');
+      if ((int)k < exponent)
+        frac = frac * 10 + (uint64_t)(f[k] - '0');
       else if (f[k] != '0') {
         why = "has more decimal places than the currency allows";
         goto fail;
       }
     }
-    for (size_t k = fl; (int)k < exponent; k++) frac *= 10;
+    for (size_t k = fl; (int)k < exponent; k++)
+      frac *= 10;
   }
   for (int k = 0; k < exponent; k++) {
     if (v > max / 10) {

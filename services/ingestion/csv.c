@@ -19,12 +19,9 @@
 #include "statement.h"
 
 #define CSV_MAX_RECORD ((size_t)1 << 20) /* bytes per record, all fields */
-#define CSV_SLACK 128                     /* past the limit: the NUL, a 16-byte store, a UTF-8 sequence */
+#define CSV_SLACK 128                    /* past the limit: the NUL, a 16-byte store, a UTF-8 sequence */
 #define CSV_SNIFF_BYTES ((size_t)64 << 10)
 #define CSV_SNIFF_RECORDS 100
-
-/* Byte classes: what stops a run of ordinary bytes. */
-enum { C_PLAIN = 0, C_CR = 2, C_LF = 3, C_QUOTE = 4, C_HIGH = 5 };
 
 typedef struct csv {
   const uint8_t *data;
@@ -32,11 +29,11 @@ typedef struct csv {
   char delim;
   size_t pos;   /* next record */
   int32_t line; /* physical line at pos */
-  char *buf;    /* the current record's fields, NUL-terminated: CSV_MAX_RECORD + CSV_SLACK bytes */
+  char *buf;    /* the current record's fields, NUL-terminated: min(file, CSV_MAX_RECORD) + CSV_SLACK bytes */
   ingest_cell_t cells[INGEST_MAX_COLUMNS];
   char reason[200];
   sc_status_t fatal; /* a limit that ended the parse */
-  uint8_t cls_quoted[256]; /* bytes that need care: quote, CR, LF, NUL, non-ASCII */
+  uint8_t care[256]; /* 1 for the bytes that stop a run: quote, CR, LF, NUL, non-ASCII */
 } csv_t;
 
 /* Length of the valid UTF-8 sequence at s (2-4), or 0. */
@@ -58,26 +55,20 @@ static size_t utf8_len(const uint8_t *s, size_t avail) {
   return 0;
 }
 
-static void init_classes(csv_t *c) {
-  memset(c->cls_quoted, C_PLAIN, sizeof c->cls_quoted);
-  for (int b = 0x80; b < 256; b++) c->cls_quoted[b] = C_HIGH;
-  c->cls_quoted[0] = C_HIGH;
-  c->cls_quoted['\r'] = C_CR;
-  c->cls_quoted['\n'] = C_LF;
-  c->cls_quoted['"'] = C_QUOTE;
+static void init_care(csv_t *c) {
+  memset(c->care, 0, sizeof c->care);
+  memset(c->care + 0x80, 1, 0x80);
+  c->care[0] = c->care['\r'] = c->care['\n'] = c->care['"'] = 1;
 }
 
-/* Copies the run of plain bytes at d[p, lim) to dst + *o, up to the first
- * byte whose class is not C_PLAIN; returns its position. `stop` is the one
- * ASCII byte that differs between the two classes (the delimiter, or the
- * quote); CR, LF, NUL and non-ASCII bytes always stop. With SSE2 (every
- * x86-64) it looks at 16 bytes a step and stores them before looking: dst
- * has CSV_SLACK bytes past the record limit for that. */
-static size_t copy_run(const uint8_t *d, size_t p, size_t lim, char *dst, size_t *o, const uint8_t *cls,
-                       uint8_t stop) {
+/* Copies the run of a quoted field's bytes at d[p, lim) to dst + *o, up to
+ * the first that needs care (care[]); returns its position. With SSE2
+ * (every x86-64) it looks at 16 bytes a step and stores them before
+ * looking: dst has CSV_SLACK bytes past the record limit for that. */
+static size_t copy_run(const uint8_t *d, size_t p, size_t lim, char *dst, size_t *o, const uint8_t *care) {
   size_t w = *o;
 #if defined(__SSE2__)
-  const __m128i vs = _mm_set1_epi8((char)stop), vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
+  const __m128i vs = _mm_set1_epi8('"'), vcr = _mm_set1_epi8('\r'), vlf = _mm_set1_epi8('\n');
   const __m128i zero = _mm_setzero_si128();
   while (p + 16 <= lim) {
     __m128i x = _mm_loadu_si128((const __m128i *)(const void *)(d + p));
@@ -93,18 +84,16 @@ static size_t copy_run(const uint8_t *d, size_t p, size_t lim, char *dst, size_t
     p += 16;
     w += 16;
   }
-#else
-  (void)stop;
 #endif
-  while (p < lim && !cls[d[p]]) dst[w++] = (char)d[p++];
+  while (p < lim && !care[d[p]])
+    dst[w++] = (char)d[p++];
   *o = w;
   return p;
 }
 
 static int fail_long(csv_t *c, int32_t line, sc_err_t *err) {
   sc_err_set(err,
-             "line %d is longer than %zu bytes, the limit for one record: this is not a bank statement, or a "
-             "quote is never closed",
+             "line %d is longer than %zu bytes, the limit for one record: this does not look like a bank statement",
              (int)line, CSV_MAX_RECORD);
   c->fatal = SC_RESOURCE_EXHAUSTED;
   return -1;
@@ -163,10 +152,10 @@ static int csv_next(void *impl, int32_t *line, const ingest_cell_t **cells, int 
   const size_t lim = len - p > CSV_MAX_RECORD ? p + CSV_MAX_RECORD : len; /* bytes this record may read */
   const int32_t start_line = c->line;
   int32_t ln = start_line;
-  size_t w = 0;          /* bytes written to buf */
-  size_t field = 0;      /* where the current field starts in buf */
-  int nf = 0;            /* fields completed */
-  size_t bad_at = 0;     /* 1 + offset in the record of the first byte that is not UTF-8 */
+  size_t w = 0;      /* bytes written to buf */
+  size_t field = 0;  /* where the current field starts in buf */
+  int nf = 0;        /* fields completed */
+  size_t bad_at = 0; /* 1 + offset in the record of the first byte that is not UTF-8 */
   uint8_t bad_byte = 0;
   cell[0].text = buf;
 #if defined(__SSE2__)
@@ -180,13 +169,14 @@ static int csv_next(void *impl, int32_t *line, const ingest_cell_t **cells, int 
       const size_t quote_pos = p;
       p++;
       for (;;) {
-        size_t q = copy_run(d, p, lim, buf, &w, c->cls_quoted, '"');
+        size_t q = copy_run(d, p, lim, buf, &w, c->care);
         p = q;
         if (q >= lim) {
           /* The quote never closes (or not within the record limit): reject
            * the record and go on after the line the quote opened on. */
           size_t r = quote_pos;
-          while (r < len && d[r] != '\n' && d[r] != '\r') r++;
+          while (r < len && d[r] != '\n' && d[r] != '\r')
+            r++;
           c->pos = r < len ? skip_eol(d, len, r) : len;
           c->line = quote_line + 1;
           snprintf(c->reason, sizeof c->reason,
@@ -249,7 +239,7 @@ static int csv_next(void *impl, int32_t *line, const ingest_cell_t **cells, int 
         field = w;
         cell[++nf].text = buf + field;
         p++;
-      } else if (c->cls_quoted[b] == C_PLAIN) {
+      } else if (!c->care[b]) {
         buf[w++] = (char)b;
         p++;
       } else {
@@ -283,8 +273,8 @@ static int csv_next(void *impl, int32_t *line, const ingest_cell_t **cells, int 
     if (bad_byte == 0)
       snprintf(c->reason, sizeof c->reason, "line contains a NUL byte (at byte %zu): not text", bad_at);
     else
-      snprintf(c->reason, sizeof c->reason,
-               "line is not valid UTF-8 (byte 0x%02X at byte %zu): save the file as UTF-8", bad_byte, bad_at);
+      snprintf(c->reason, sizeof c->reason, "line is not valid UTF-8 (byte 0x%02X at byte %zu): save the file as UTF-8",
+               bad_byte, bad_at);
     return error_row(c, start_line, cells, n_cells, line);
   }
   cell[0].kind = INGEST_CELL_TEXT; /* after an error row */
@@ -303,22 +293,27 @@ static int csv_rewind(void *impl, sc_err_t *err) {
 }
 
 /* The delimiter whose field count is the same on most of the first records
- * (outside quotes), preferring more fields, then , ; tab |. */
+ * (outside quotes). Ties go to the one that is not mostly between digits
+ * (a decimal comma: "05.01.2026;-12,50" splits two ways alike), then to more
+ * fields, then to , ; tab | in that order. */
 static char detect_delimiter(const uint8_t *d, size_t len) {
   static const char cands[] = {',', ';', '\t', '|'};
   size_t n = len < CSV_SNIFF_BYTES ? len : CSV_SNIFF_BYTES;
   char best = ',';
-  int best_score = 0, best_fields = 0;
+  int best_score = 0, best_fields = 0, best_decimal = 0;
   for (size_t k = 0; k < sizeof cands; k++) {
     char delim = cands[k];
     int counts[CSV_SNIFF_RECORDS];
     int nrec = 0, fields = 1, in_quote = 0, at_start = 1;
+    int total = 0, between_digits = 0;
     for (size_t i = 0; i < n && nrec < CSV_SNIFF_RECORDS; i++) {
       char ch = (char)d[i];
       if (in_quote) {
         if (ch == '"') {
-          if (i + 1 < n && d[i + 1] == '"') i++;
-          else in_quote = 0;
+          if (i + 1 < n && d[i + 1] == '"')
+            i++;
+          else
+            in_quote = 0;
         }
         continue;
       }
@@ -328,6 +323,9 @@ static char detect_delimiter(const uint8_t *d, size_t len) {
       } else if (ch == delim) {
         fields++;
         at_start = 1;
+        total++;
+        if (i > 0 && i + 1 < n && d[i - 1] >= '0' && d[i - 1] <= '9' && d[i + 1] >= '0' && d[i + 1] <= '9')
+          between_digits++;
       } else if (ch == '\n' || ch == '\r') {
         if (ch == '\r' && i + 1 < n && d[i + 1] == '\n') i++;
         counts[nrec++] = fields;
@@ -343,16 +341,20 @@ static char detect_delimiter(const uint8_t *d, size_t len) {
     for (int i = 0; i < nrec; i++) {
       if (counts[i] < 2) continue;
       int f = 0;
-      for (int j = 0; j < nrec; j++) f += counts[j] == counts[i];
+      for (int j = 0; j < nrec; j++)
+        f += counts[j] == counts[i];
       if (f > score || (f == score && counts[i] > mode)) {
         score = f;
         mode = counts[i];
       }
     }
-    if (score > best_score || (score == best_score && score > 0 && mode > best_fields)) {
+    int decimal = between_digits * 2 > total;
+    if (score > best_score || (score == best_score && score > 0 &&
+                               ((best_decimal && !decimal) || (best_decimal == decimal && mode > best_fields)))) {
       best = delim;
       best_score = score;
       best_fields = mode;
+      best_decimal = decimal;
     }
   }
   return best;
@@ -375,7 +377,8 @@ sc_status_t ingest_parse_csv(const uint8_t *data, size_t len, const ingest_opts_
     return SC_INVALID_ARGUMENT;
   }
   size_t i = begin;
-  while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n')) i++;
+  while (i < len && (data[i] == ' ' || data[i] == '\t' || data[i] == '\r' || data[i] == '\n'))
+    i++;
   if (i == len) {
     sc_err_set(err, "the file is empty");
     return SC_INVALID_ARGUMENT;
@@ -388,7 +391,7 @@ sc_status_t ingest_parse_csv(const uint8_t *data, size_t len, const ingest_opts_
     if (b == 0) {
       sc_err_set(err, "the file is not text (it holds NUL bytes): not a CSV statement%s",
                  (k - begin) % 2 == 1 || (k > begin && data[k - 1] == 0) ? " (UTF-16 text must be saved as UTF-8)"
-                                                                          : "");
+                                                                         : "");
       return SC_INVALID_ARGUMENT;
     }
     if (b < 0x20 && b != '\t' && b != '\r' && b != '\n' && b != '\f') ctl++;
@@ -421,15 +424,16 @@ sc_status_t ingest_parse_csv(const uint8_t *data, size_t len, const ingest_opts_
   c->pos = begin;
   c->line = 1;
   c->fatal = SC_OK;
-  /* One allocation for the largest record; pages never touched cost nothing. */
-  c->buf = malloc(CSV_MAX_RECORD + CSV_SLACK);
+  /* One allocation for the largest record, which the file's size bounds too. */
+  c->buf = malloc((len - begin < CSV_MAX_RECORD ? len - begin : CSV_MAX_RECORD) + CSV_SLACK);
   if (c->buf == NULL) {
     free(c);
     sc_err_set(err, "out of memory");
     return SC_RESOURCE_EXHAUSTED;
   }
-  init_classes(c);
-  for (int k = 0; k < INGEST_MAX_COLUMNS; k++) c->cells[k].kind = INGEST_CELL_TEXT;
+  init_care(c);
+  for (int k = 0; k < INGEST_MAX_COLUMNS; k++)
+    c->cells[k].kind = INGEST_CELL_TEXT;
   ingest_table_src_t src = {.impl = c, .next = csv_next, .rewind = csv_rewind};
   st = ingest_table_parse(&src, opts, arena, cb, ctx, res, err);
   if (st != SC_OK && c->fatal != SC_OK) st = c->fatal;

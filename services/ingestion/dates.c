@@ -1,7 +1,8 @@
 /* Dates as statements print them, and the inference of a column's format.
  *
  * A format is a small strftime subset (%d %e %m %Y %y %b %B %%, literal
- * separators, a space matching any run of blanks); a trailing time of day
+ * separators, a space matching any run of blanks; %a %A %H %I %M %S %p %z
+ * %Z are read and ignored, for hints such as "%d/%m/%Y %H:%M"); a trailing time of day
  * ("10:32", "10:32:00", "T10:32:00Z", "10:32 PM") is accepted and ignored, as
  * the booking date is what a statement row is about. Inference tries every
  * known format on every value and keeps the ones that read them all,
@@ -13,8 +14,8 @@
 
 /* Preference order: when formats read a whole column alike, the first wins. */
 static const char *const k_formats[] = {
-    "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y",   "%m/%d/%y",   "%d-%m-%y",
-    "%d.%m.%y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",   "%d %b %Y", "%d-%b-%Y",   "%d-%b-%y",   "%d %b %y",
+    "%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d-%m-%Y", "%d.%m.%Y",  "%d/%m/%y",  "%m/%d/%y", "%d-%m-%y",
+    "%d.%m.%y", "%Y/%m/%d", "%Y.%m.%d", "%Y%m%d",   "%d %b %Y",  "%d-%b-%Y",  "%d-%b-%y", "%d %b %y",
     "%d/%b/%Y", "%d %B %Y", "%d-%B-%Y", "%b %d %Y", "%b %d, %Y", "%B %d, %Y", "%B %d %Y",
 };
 #define N_FORMATS ((int)(sizeof k_formats / sizeof k_formats[0]))
@@ -48,7 +49,8 @@ static const char *read_num(const char *p, const char *e, int fixed, int *v) {
 /* A month name: full (%B) or abbreviated to three letters, "Sept" too (%b). */
 static const char *read_month(const char *p, const char *e, int full, int *m) {
   const char *w = p;
-  while (p < e && is_alpha(*p)) p++;
+  while (p < e && is_alpha(*p))
+    p++;
   size_t n = (size_t)(p - w);
   for (int i = 0; i < 12; i++) {
     const char *name = k_months[i];
@@ -66,11 +68,31 @@ static const char *read_month(const char *p, const char *e, int full, int *m) {
   return NULL;
 }
 
+static const char *const k_weekdays[7] = {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"};
+
+/* A weekday name: full (%A) or its first three letters (%a). */
+static const char *read_weekday(const char *p, const char *e, int full) {
+  const char *w = p;
+  while (p < e && is_alpha(*p))
+    p++;
+  size_t n = (size_t)(p - w);
+  for (int i = 0; i < 7; i++) {
+    size_t len = strlen(k_weekdays[i]);
+    if (n != (full ? len : 3)) continue;
+    size_t k = 0;
+    while (k < n && lower(w[k]) == k_weekdays[i][k])
+      k++;
+    if (k == n) return p;
+  }
+  return NULL;
+}
+
 /* A time of day after the date, ignored: [T or blanks] H:MM[:SS[.fff]]
  * [AM|PM] [Z | +hh[:mm] | a zone abbreviation]. */
 static int time_ok(const char *p, const char *e) {
   if (p < e && (*p == 'T' || *p == 't')) p++;
-  while (p < e && is_blank(*p)) p++;
+  while (p < e && is_blank(*p))
+    p++;
   int h, mi, s = 0;
   if ((p = read_num(p, e, 0, &h)) == NULL || p == e || *p != ':') return 0;
   if ((p = read_num(p + 1, e, 2, &mi)) == NULL) return 0;
@@ -78,15 +100,19 @@ static int time_ok(const char *p, const char *e) {
     if ((p = read_num(p + 1, e, 2, &s)) == NULL) return 0;
     if (p < e && (*p == '.' || *p == ',')) {
       p++;
-      while (p < e && is_digit(*p)) p++;
+      while (p < e && is_digit(*p))
+        p++;
     }
   }
   if (h > 23 || mi > 59 || s > 60) return 0;
-  while (p < e && is_blank(*p)) p++;
-  if (e - p >= 2 && (lower(p[0]) == 'a' || lower(p[0]) == 'p') && lower(p[1]) == 'm' && (e - p == 2 || !is_alpha(p[2]))) {
+  while (p < e && is_blank(*p))
+    p++;
+  if (e - p >= 2 && (lower(p[0]) == 'a' || lower(p[0]) == 'p') && lower(p[1]) == 'm' &&
+      (e - p == 2 || !is_alpha(p[2]))) {
     if (h == 0 || h > 12) return 0;
     p += 2;
-    while (p < e && is_blank(*p)) p++;
+    while (p < e && is_blank(*p))
+      p++;
   }
   if (p < e && (*p == 'Z' || *p == 'z')) {
     p++;
@@ -97,10 +123,12 @@ static int time_ok(const char *p, const char *e) {
     if (p < e && (p = read_num(p, e, 2, &zm)) == NULL) return 0;
   } else {
     const char *w = p;
-    while (p < e && is_alpha(*p)) p++;
+    while (p < e && is_alpha(*p))
+      p++;
     if (p - w > 5) return 0;
   }
-  while (p < e && is_blank(*p)) p++;
+  while (p < e && is_blank(*p))
+    p++;
   return p == e;
 }
 
@@ -143,6 +171,26 @@ static int read_fields(const char *p, const char *e, const char *f, int *y, int 
         if ((p = read_month(p, e, 1, &v)) == NULL) return -1;
         *m = v;
         break;
+      /* read and ignored: the weekday, the time of day, a zone */
+      case 'a':
+      case 'A':
+        if ((p = read_weekday(p, e, dir == 'A')) == NULL) return -1;
+        break;
+      case 'H':
+      case 'I':
+      case 'M':
+      case 'S':
+        if ((p = read_num(p, e, fixed, &v)) == NULL || v > (dir == 'H' ? 23 : dir == 'I' ? 12 : 60)) return -1;
+        break;
+      case 'p':
+        if (e - p < 2 || (lower(p[0]) != 'a' && lower(p[0]) != 'p') || lower(p[1]) != 'm') return -1;
+        p += 2;
+        break;
+      case 'z':
+      case 'Z':
+        while (p < e && !is_blank(*p))
+          p++;
+        break;
       default: return -1;
       }
       continue;
@@ -150,7 +198,8 @@ static int read_fields(const char *p, const char *e, const char *f, int *y, int 
     if (*f == '%') f++; /* "%%" */
     if (*f == ' ') {
       if (p == e || !is_blank(*p)) return -1;
-      while (p < e && is_blank(*p)) p++;
+      while (p < e && is_blank(*p))
+        p++;
       f++;
       continue;
     }
@@ -159,7 +208,8 @@ static int read_fields(const char *p, const char *e, const char *f, int *y, int 
     f++;
   }
   if (*y < 0 || *m < 0 || *d < 0) return -1;
-  while (p < e && is_blank(*p)) p++;
+  while (p < e && is_blank(*p))
+    p++;
   if (p != e && !time_ok(p, e)) return -1;
   return 0;
 }
@@ -170,14 +220,64 @@ static int days_in_month(int y, int m) {
   return dim[m - 1];
 }
 
+/* The common case at a fraction of read_fields' cost: a format of three
+ * numeric fields (%d %m %Y %y) joined by single punctuation characters, and
+ * a text of exactly that shape. Returns 1 with the fields read, 0 for
+ * anything else, which read_fields then decides (it accepts all this does,
+ * alike). */
+static int read_numeric(const char *t, const char *f, int *y, int *m, int *d) {
+  *y = *m = *d = -1;
+  for (int i = 0; i < 3; i++) {
+    if (f[0] != '%') return 0;
+    char k = f[1];
+    if (k != 'd' && k != 'm' && k != 'Y' && k != 'y') return 0;
+    f += 2;
+    if (!is_digit(*t)) return 0;
+    int x = *t++ - '0', n = 1;
+    while (is_digit(*t) && n < 4) {
+      x = x * 10 + (*t++ - '0');
+      n++;
+    }
+    if (k == 'Y' ? n != 4 : k == 'y' ? n != 2 : n > 2) return 0;
+    if (k == 'd')
+      *d = x;
+    else if (k == 'm')
+      *m = x;
+    else
+      *y = k == 'y' ? (x < 69 ? 2000 + x : 1900 + x) : x;
+    if (i < 2) {
+      if (*f == '\0' || *f == '%' || *f == ' ' || is_alpha(*f) || is_digit(*f) || *t != *f) return 0;
+      t++;
+      f++;
+    }
+  }
+  return *f == '\0' && *t == '\0' && *y >= 0 && *m >= 0 && *d >= 0;
+}
+
 int ingest_date_parse_why(const char *text, const char *format, char out[11], const char **reason) {
   const char *why = "does not match the date format";
-  if (text == NULL || format == NULL || out == NULL) goto fail;
-  const char *p = text, *e = text + strlen(text);
-  while (p < e && is_blank(*p)) p++;
-  while (e > p && (is_blank(e[-1]) || e[-1] == '\r' || e[-1] == '\n')) e--;
   int y, m, d;
+  if (text == NULL || format == NULL || out == NULL) goto fail;
+  if (read_numeric(text, format, &y, &m, &d)) goto check;
+  const char *p = text, *e = text + strlen(text);
+  for (;;) { /* blanks and no-break spaces around the date */
+    if (p < e && is_blank(*p))
+      p++;
+    else if (e - p >= 2 && (unsigned char)p[0] == 0xC2 && (unsigned char)p[1] == 0xA0)
+      p += 2;
+    else
+      break;
+  }
+  for (;;) {
+    if (e > p && (is_blank(e[-1]) || e[-1] == '\r' || e[-1] == '\n'))
+      e--;
+    else if (e - p >= 2 && (unsigned char)e[-2] == 0xC2 && (unsigned char)e[-1] == 0xA0)
+      e -= 2;
+    else
+      break;
+  }
   if (read_fields(p, e, format, &y, &m, &d) != 0) goto fail;
+check:
   /* Years outside 1900-2199 are not statement dates: they come from reading
    * the wrong format (or a typo) and must not make a format look right. */
   if (m < 1 || m > 12 || d < 1 || y < 1900 || y > 2199 || d > days_in_month(y, m)) {

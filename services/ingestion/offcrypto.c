@@ -528,8 +528,10 @@ sc_status_t offcrypto_hash_password(offcrypto_hash_t hash, const uint8_t *salt, 
 
 /* ---- EncryptionInfo -------------------------------------------------------- */
 
-#define MAX_SPIN_COUNT 10000000u /* MS-OFFCRYPTO 2.3.4.11 */
-#define MAX_ENC_FIELD 256        /* bytes of an encrypted verifier, key or HMAC field */
+/* The spec allows 10,000,000 (MS-OFFCRYPTO 2.3.4.11); Excel writes 100,000.
+ * Ten times that bounds the CPU one upload can demand (about a second). */
+#define MAX_SPIN_COUNT 1000000u
+#define MAX_ENC_FIELD 256 /* bytes of an encrypted verifier, key or HMAC field */
 #define PASSWORD_URI "http://schemas.microsoft.com/office/2006/keyEncryptor/password"
 
 typedef struct axml {

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "google/protobuf/timestamp.pb-c.h"
 #include "accounts.h"
+#include "google/protobuf/timestamp.pb-c.h"
 #include "ledger.h"
 #include "scale/accounts/v1/accounts.pb-c.h"
 #include "scale/common/v1/common.pb-c.h"
@@ -32,10 +32,10 @@
 #define DB_UNAVAILABLE "the database is unavailable; retry shortly"
 
 static sc_status_t db_fail(sc_call_t *call, sc_status_t st, const sc_err_t *why) {
-  const char *msg = st == SC_UNAVAILABLE           ? DB_UNAVAILABLE
-                    : st == SC_DEADLINE_EXCEEDED   ? "the database did not answer in time"
-                    : st == SC_RESOURCE_EXHAUSTED  ? "the server is busy; retry shortly"
-                                                   : "internal error";
+  const char *msg = st == SC_UNAVAILABLE          ? DB_UNAVAILABLE
+                    : st == SC_DEADLINE_EXCEEDED  ? "the database did not answer in time"
+                    : st == SC_RESOURCE_EXHAUSTED ? "the server is busy; retry shortly"
+                                                  : "internal error";
   if (st != SC_UNAVAILABLE && st != SC_DEADLINE_EXCEEDED && st != SC_RESOURCE_EXHAUSTED) st = SC_INTERNAL;
   return sc_call_fail_internal(call, st, msg, why->msg);
 }
@@ -136,15 +136,15 @@ typedef struct ctx {
   sc_call_t *call;
   sc_arena_t *arena;
   const params_t *p;
-  acct_append_t *append;                  /* import; NULL for a preview */
-  sc_fp_counter_t *counter;               /* preview fingerprints */
+  acct_append_t *append;    /* import; NULL for a preview */
+  sc_fp_counter_t *counter; /* preview fingerprints */
   Scale__Ingestion__V1__RejectedRow **rejected;
   size_t n_rejected;
   int64_t rejected_count;
   Scale__Ingestion__V1__ParsedRow **rows; /* preview */
   size_t n_rows, max_rows;
   int64_t zero_rows;
-  sc_status_t st;                         /* what stopped the parse, if not the parser */
+  sc_status_t st; /* what stopped the parse, if not the parser */
   sc_err_t why;
 } ctx_t;
 
@@ -177,10 +177,16 @@ static int on_row(void *ctx_, int32_t line, const ingest_row_t *row, const char 
                                "the file has no currency column: pass the statement's currency (e.g. INR)");
     return 1;
   }
-  acct_new_txn_t t = {.line = line, .account_id = c->p->account_id, .date = row->date,
-                      .amount_minor = row->amount_minor, .currency = currency, .merchant = row->merchant,
-                      .description = row->description, .payment_method = row->payment_method,
-                      .reference = row->reference, .bank_txn_id = row->bank_txn_id};
+  acct_new_txn_t t = {.line = line,
+                      .account_id = c->p->account_id,
+                      .date = row->date,
+                      .amount_minor = row->amount_minor,
+                      .currency = currency,
+                      .merchant = row->merchant,
+                      .description = row->description,
+                      .payment_method = row->payment_method,
+                      .reference = row->reference,
+                      .bank_txn_id = row->bank_txn_id};
   const char *bad = NULL;
   if (c->append != NULL) {
     sc_status_t st = acct_append_row(c->append, &t, &bad, &c->why);
@@ -197,9 +203,15 @@ static int on_row(void *ctx_, int32_t line, const ingest_row_t *row, const char 
   }
   /* Preview: fingerprint as the import would, keep the first rows. */
   if (row->amount_minor == 0) c->zero_rows++;
-  sc_fp_input_t in = {.account_id = t.account_id, .bank_txn_id = t.bank_txn_id, .date = t.date,
-                      .amount_minor = t.amount_minor, .currency = t.currency, .merchant = t.merchant,
-                      .description = t.description, .payment_method = t.payment_method, .reference = t.reference};
+  sc_fp_input_t in = {.account_id = t.account_id,
+                      .bank_txn_id = t.bank_txn_id,
+                      .date = t.date,
+                      .amount_minor = t.amount_minor,
+                      .currency = t.currency,
+                      .merchant = t.merchant,
+                      .description = t.description,
+                      .payment_method = t.payment_method,
+                      .reference = t.reference};
   sc_fp_t fp;
   sc_status_t st = sc_fp_compute_next(c->counter, &in, c->arena, &fp, &bad);
   if (st == SC_INVALID_ARGUMENT) {
@@ -242,9 +254,9 @@ static int on_row(void *ctx_, int32_t line, const ingest_row_t *row, const char 
 /* A file-level parse failure, as the client should see it. */
 static sc_status_t parse_fail(sc_call_t *call, sc_status_t st, const ingest_result_t *res, const sc_err_t *err) {
   if (res->date_ambiguous) return sc_call_fail_field(call, "date_format", "%s", err->msg);
-  if (st == SC_FAILED_PRECONDITION && strstr(err->msg, "password")) return sc_call_fail_field(call, "password", "%s", err->msg);
-  if (st == SC_INVALID_ARGUMENT || st == SC_FAILED_PRECONDITION || st == SC_DATA_LOSS ||
-      st == SC_RESOURCE_EXHAUSTED) {
+  if (st == SC_FAILED_PRECONDITION && strstr(err->msg, "password"))
+    return sc_call_fail_field(call, "password", "%s", err->msg);
+  if (st == SC_INVALID_ARGUMENT || st == SC_FAILED_PRECONDITION || st == SC_DATA_LOSS || st == SC_RESOURCE_EXHAUSTED) {
     return sc_call_fail(call, st == SC_DATA_LOSS ? SC_INVALID_ARGUMENT : st, "%s", err->msg);
   }
   return sc_call_fail_internal(call, SC_INTERNAL, "the statement could not be read", err->msg);
@@ -262,21 +274,19 @@ static void fill_from_record(sc_arena_t *a, PGresult *r, Scale__Ingestion__V1__I
   resp->detected_format = (Scale__Ingestion__V1__StatementFormat)strtol(PQgetvalue(r, 0, 6), NULL, 10);
 }
 
-#define RECORD_COLUMNS \
-  "id::text, inserted, skipped_duplicates, skipped_zero_amount, rejected_count, rows_read, format"
+#define RECORD_COLUMNS "id::text, inserted, skipped_duplicates, skipped_zero_amount, rejected_count, rows_read, format"
 
 static void forget_pending(ingest_service_t *s, const char *import_id) {
   sc_pg_conn_t *conn = NULL;
   sc_err_t why;
   if (sc_pg_acquire(s->pool, &conn, &why) != SC_OK) return; /* a later import sweeps stale records */
   const char *p[] = {import_id};
-  sc_pg_exec(conn, NULL, "DELETE FROM ingestion.imports WHERE id = $1::uuid AND status = 'pending'", 1, p, NULL,
-             &why);
+  sc_pg_exec(conn, NULL, "DELETE FROM ingestion.imports WHERE id = $1::uuid AND status = 'pending'", 1, p, NULL, &why);
   sc_pg_release(conn);
 }
 
-static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params_t *p, const uint8_t *data,
-                              size_t len, Scale__Ingestion__V1__ImportStatementResponse *resp) {
+static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params_t *p, const uint8_t *data, size_t len,
+                              Scale__Ingestion__V1__ImportStatementResponse *resp) {
   const char *uid = sc_call_user_id(call);
   if (uid == NULL) return sc_call_fail(call, SC_UNAUTHENTICATED, "no authenticated user");
   if (s->pool == NULL) {
@@ -368,8 +378,16 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
   snprintf(counts[3], sizeof(counts[3]), "%lld", (long long)ar.skipped_zero_amount);
   snprintf(counts[4], sizeof(counts[4]), "%lld", (long long)c.rejected_count);
   snprintf(counts[5], sizeof(counts[5]), "%d", (int)res.format);
-  const char *q3[] = {import_id, counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
-                      res.encrypted ? "true" : "false", res.date_format, ar.min_date[0] ? ar.min_date : NULL,
+  const char *q3[] = {import_id,
+                      counts[0],
+                      counts[1],
+                      counts[2],
+                      counts[3],
+                      counts[4],
+                      counts[5],
+                      res.encrypted ? "true" : "false",
+                      res.date_format,
+                      ar.min_date[0] ? ar.min_date : NULL,
                       ar.max_date[0] ? ar.max_date : NULL};
   st = sc_pg_acquire(s->pool, &conn, &why);
   if (st == SC_OK) {
@@ -437,8 +455,8 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
 static sc_status_t import_statement(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_,
                                     void *svc) {
   const Scale__Ingestion__V1__ImportStatementRequest *req = (const void *)req_;
-  params_t p = {req->filename, req->password, req->account_id, req->currency,
-                req->date_format, req->mapping, req->strict, (int)req->format};
+  params_t p = {req->filename,    req->password, req->account_id, req->currency,
+                req->date_format, req->mapping,  req->strict,     (int)req->format};
   Scale__Ingestion__V1__ImportStatementResponse *resp = sc_arena_alloc(sc_call_arena(call), sizeof(*resp));
   if (resp == NULL) return sc_call_fail(call, SC_RESOURCE_EXHAUSTED, "out of memory");
   scale__ingestion__v1__import_statement_response__init(resp);
@@ -476,9 +494,14 @@ static sc_status_t import_statement_stream(sc_call_t *call, ProtobufCMessage **r
         if (tmp) protobuf_c_message_pack(&h->mapping->base, tmp);
         mcopy = tmp ? scale__ingestion__v1__column_mapping__unpack(&al, n, tmp) : NULL;
       }
-      p = (params_t){sc_arena_strdup(a, h->filename), sc_arena_strdup(a, h->password),
-                     sc_arena_strdup(a, h->account_id), sc_arena_strdup(a, h->currency),
-                     sc_arena_strdup(a, h->date_format), mcopy, h->strict, (int)h->format};
+      p = (params_t){sc_arena_strdup(a, h->filename),
+                     sc_arena_strdup(a, h->password),
+                     sc_arena_strdup(a, h->account_id),
+                     sc_arena_strdup(a, h->currency),
+                     sc_arena_strdup(a, h->date_format),
+                     mcopy,
+                     h->strict,
+                     (int)h->format};
       have_header = true;
       if (h->content_length < 0 || (uint64_t)h->content_length > MAX_STREAM_FILE) {
         st = sc_call_fail_field(call, "header.content_length", "files over %zu MiB are not accepted",
@@ -504,7 +527,8 @@ static sc_status_t import_statement_stream(sc_call_t *call, ProtobufCMessage **r
       }
       if (len + r->chunk.len > cap) {
         size_t ncap = cap ? cap : ((size_t)1 << 20);
-        while (ncap < len + r->chunk.len) ncap *= 2;
+        while (ncap < len + r->chunk.len)
+          ncap *= 2;
         if (ncap > MAX_STREAM_FILE) ncap = MAX_STREAM_FILE;
         uint8_t *nb = realloc(buf, ncap);
         if (nb == NULL) {
@@ -552,12 +576,11 @@ out:
 
 /* ---- preview ---------------------------------------------------------------- */
 
-static sc_status_t parse_statement(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_,
-                                   void *svc) {
+static sc_status_t parse_statement(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_, void *svc) {
   ingest_service_t *s = svc;
   const Scale__Ingestion__V1__ParseStatementRequest *req = (const void *)req_;
-  params_t p = {req->filename, req->password, req->account_id, req->currency,
-                req->date_format, req->mapping, false, (int)req->format};
+  params_t p = {req->filename,    req->password, req->account_id, req->currency,
+                req->date_format, req->mapping,  false,           (int)req->format};
   sc_status_t st = validate(call, &p, req->content.len);
   if (req->preview_rows < 0) st = sc_call_fail_field(call, "preview_rows", "must not be negative");
   if (st != SC_OK) return st;
@@ -569,7 +592,9 @@ static sc_status_t parse_statement(sc_call_t *call, const ProtobufCMessage *req_
   if (resp == NULL) return sc_call_fail(call, SC_RESOURCE_EXHAUSTED, "out of memory");
   scale__ingestion__v1__parse_statement_response__init(resp);
   ctx_t c = {.call = call, .arena = a, .p = &p, .st = SC_OK};
-  c.max_rows = req->preview_rows == 0 ? DEFAULT_PREVIEW : req->preview_rows > MAX_PREVIEW ? MAX_PREVIEW : (size_t)req->preview_rows;
+  c.max_rows = req->preview_rows == 0            ? DEFAULT_PREVIEW
+               : req->preview_rows > MAX_PREVIEW ? MAX_PREVIEW
+                                                 : (size_t)req->preview_rows;
   c.rows = sc_arena_calloc(a, c.max_rows, sizeof(*c.rows));
   c.counter = sc_fp_counter_new();
   if (c.rows == NULL || c.counter == NULL) {
@@ -623,9 +648,10 @@ static sc_status_t parse_statement(sc_call_t *call, const ProtobufCMessage *req_
   if (s->pool && uid && sc_pg_acquire(s->pool, &conn, &why) == SC_OK) {
     const char *q[] = {uid, sha};
     PGresult *r = NULL;
-    if (sc_pg_exec(conn, a,
-                   "SELECT id::text FROM ingestion.imports WHERE user_id = $1::uuid AND sha256 = $2 AND status = 'done'",
-                   2, q, &r, &why) == SC_OK &&
+    if (sc_pg_exec(
+            conn, a,
+            "SELECT id::text FROM ingestion.imports WHERE user_id = $1::uuid AND sha256 = $2 AND status = 'done'", 2, q,
+            &r, &why) == SC_OK &&
         PQntuples(r) == 1) {
       resp->previous_import_id = sc_arena_strdup(a, PQgetvalue(r, 0, 0));
     }
@@ -662,7 +688,8 @@ static sc_status_t list_uploaded_files(sc_call_t *call, const ProtobufCMessage *
     char *cursor = filters ? sc_pagetoken_decode(&s->page_key, filters, req->page_token, a) : NULL;
     char *sep = cursor ? strchr(cursor, '|') : NULL;
     if (sep == NULL) {
-      return sc_call_fail_field(call, "page_token", "invalid: modified, from another server, or used with different filters");
+      return sc_call_fail_field(call, "page_token",
+                                "invalid: modified, from another server, or used with different filters");
     }
     *sep = '\0';
     cur_us = cursor;

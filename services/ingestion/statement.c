@@ -77,7 +77,8 @@ sc_status_t ingest_parse(const uint8_t *data, size_t len, const char *filename, 
   default: break;
   }
   if (res != NULL) memset(res, 0, sizeof *res);
-  if (len == 0) sc_err_set(err, "the file is empty");
+  if (len == 0)
+    sc_err_set(err, "the file is empty");
   else
     sc_err_set(err, "not a statement file: it is not CSV text, an XLSX workbook or OFX/QFX (%s)",
                filename != NULL && filename[0] != '\0' ? filename : "no file name");

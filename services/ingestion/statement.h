@@ -33,49 +33,49 @@ typedef enum ingest_format {
 
 /* Values match scale.ingestion.v1.AmountSign. */
 typedef enum ingest_sign {
-  INGEST_SIGN_AUTO = 0,           /* a signed amount column: negative is money out */
+  INGEST_SIGN_AUTO = 0, /* a signed amount column: negative is money out */
   INGEST_SIGN_NEGATIVE_IS_OUT = 1,
   INGEST_SIGN_POSITIVE_IS_OUT = 2, /* some card statements */
 } ingest_sign_t;
 
 typedef struct ingest_column {
-  const char *name;               /* header text, matched case-insensitively after trimming; NULL: unset */
-  int index;                      /* 0-based; -1: unset (name wins when both are set) */
+  const char *name; /* header text, matched case-insensitively after trimming; NULL: unset */
+  int index;        /* 0-based; -1: unset (name wins when both are set) */
 } ingest_column_t;
 
 /* An explicit column mapping (the override for detection). Unset columns
  * (name NULL and index -1) are detected. */
 typedef struct ingest_mapping {
   ingest_column_t date, amount, debit, credit, description, merchant, currency, reference, payment_method,
-      direction;                  /* direction: a Dr/Cr (debit/credit) column */
+      direction; /* direction: a Dr/Cr (debit/credit) column */
   ingest_sign_t amount_sign;
-  int header_line;                /* 1-based physical line of the header; 0: detect */
-  char delimiter;                 /* ',', ';', '\t', '|'; 0: detect */
-  char decimal_separator;         /* '.' or ','; 0: detect per column */
-  const char *sheet_name;         /* XLSX; NULL: the first sheet holding a transaction table */
+  int header_line;        /* 1-based physical line of the header; 0: detect */
+  char delimiter;         /* ',', ';', '\t', '|'; 0: detect */
+  char decimal_separator; /* '.' or ','; 0: detect per column */
+  const char *sheet_name; /* XLSX; NULL: the first sheet holding a transaction table */
 } ingest_mapping_t;
 
 /* An unset mapping: every column -1/NULL. */
 void ingest_mapping_init(ingest_mapping_t *m);
 
 typedef struct ingest_opts {
-  const char *default_currency;   /* ISO 4217 for files without a currency column; NULL: none */
-  const char *date_format;        /* hint in strftime notation ("%d/%m/%Y"); NULL: infer from the whole column */
+  const char *default_currency;    /* ISO 4217 for files without a currency column; NULL: none */
+  const char *date_format;         /* hint in strftime notation ("%d/%m/%Y"); NULL: infer from the whole column */
   const ingest_mapping_t *mapping; /* NULL: detect everything */
-  const char *password;           /* encrypted XLSX; NULL: none given */
-  int32_t max_rows;               /* stop after this many data rows (preview); 0: all */
+  const char *password;            /* encrypted XLSX; NULL: none given */
+  int32_t max_rows;                /* stop after this many data rows (preview); 0: all */
 } ingest_opts_t;
 
 typedef struct ingest_row {
-  int32_t line;                   /* physical line (CSV, OFX) or sheet row (XLSX), 1-based */
-  char date[11];                  /* YYYY-MM-DD, the booking date */
-  int64_t amount_minor;           /* integer minor units, money out negative */
-  const char *currency;           /* ISO 4217, upper case; NULL: use the default */
-  const char *merchant;           /* NULL or text (UTF-8) */
+  int32_t line;         /* physical line (CSV, OFX) or sheet row (XLSX), 1-based */
+  char date[11];        /* YYYY-MM-DD, the booking date */
+  int64_t amount_minor; /* integer minor units, money out negative */
+  const char *currency; /* ISO 4217, upper case; NULL: use the default */
+  const char *merchant; /* NULL or text (UTF-8) */
   const char *description;
   const char *payment_method;
   const char *reference;
-  const char *bank_txn_id;        /* OFX FITID; NULL elsewhere */
+  const char *bank_txn_id; /* OFX FITID; NULL elsewhere */
 } ingest_row_t;
 
 /* Per row: row set, or row NULL with the reason it was rejected. Return 0 to
@@ -88,17 +88,17 @@ typedef int (*ingest_row_cb)(void *ctx, int32_t line, const ingest_row_t *row, c
 /* What the parser found and used. Strings live in the caller's arena. */
 typedef struct ingest_result {
   ingest_format_t format;
-  int encrypted;                  /* the file was a password-protected package */
-  char date_format[32];           /* used, strftime notation ("%Y-%m-%d"); "" when dates were not text */
-  int date_ambiguous;             /* set when the parse failed for want of date_format */
+  int encrypted;        /* the file was a password-protected package */
+  char date_format[32]; /* used, strftime notation ("%Y-%m-%d"); "" when dates were not text */
+  int date_ambiguous;   /* set when the parse failed for want of date_format */
   char date_candidates[INGEST_MAX_DATE_CANDIDATES][32];
   int n_date_candidates;
   const char *columns[INGEST_MAX_COLUMNS]; /* header cells, as found */
   int n_columns;
-  ingest_mapping_t mapping;       /* as used (detected or given) */
-  int32_t rows_read;              /* data rows seen: read + rejected */
-  char delimiter;                 /* CSV */
-  const char *sheet;              /* XLSX: the sheet used */
+  ingest_mapping_t mapping; /* as used (detected or given) */
+  int32_t rows_read;        /* data rows seen: read + rejected */
+  char delimiter;           /* CSV */
+  const char *sheet;        /* XLSX: the sheet used */
 } ingest_result_t;
 
 /* Each parser: SC_OK when the file was read (rows may still have been
@@ -130,9 +130,9 @@ sc_status_t ingest_parse(const uint8_t *data, size_t len, const char *filename, 
  * separators), skips summary lines after the data, and calls back per row. */
 
 typedef enum ingest_cell_kind {
-  INGEST_CELL_TEXT = 0,           /* as written in the file */
-  INGEST_CELL_NUMBER = 1,         /* text holds a plain decimal: "-1234.5" (XLSX numeric cells) */
-  INGEST_CELL_DATE = 2,           /* text holds YYYY-MM-DD (XLSX date-formatted cells) */
+  INGEST_CELL_TEXT = 0,   /* as written in the file */
+  INGEST_CELL_NUMBER = 1, /* text holds a plain decimal: "-1234.5" (XLSX numeric cells) */
+  INGEST_CELL_DATE = 2,   /* text holds YYYY-MM-DD (XLSX date-formatted cells) */
   /* Added for sources that can fail on one row (CSV: invalid UTF-8, an
    * unterminated quote): the row is this single cell and its text is the
    * reason. The engine rejects it through the callback when it lies among
@@ -141,7 +141,7 @@ typedef enum ingest_cell_kind {
 } ingest_cell_kind_t;
 
 typedef struct ingest_cell {
-  const char *text;               /* NUL-terminated UTF-8; "" for an empty cell */
+  const char *text; /* NUL-terminated UTF-8; "" for an empty cell */
   ingest_cell_kind_t kind;
 } ingest_cell_t;
 
@@ -163,7 +163,10 @@ sc_status_t ingest_table_parse(const ingest_table_src_t *src, const ingest_opts_
  * source's next() returning -1 ends the parse with SC_INVALID_ARGUMENT and
  * the source's err; the caller may refine that status (a limit). Limits:
  * INGEST_MAX_ROWS data rows (SC_RESOURCE_EXHAUSTED); the header is looked
- * for in the first INGEST_HEADER_SCAN_ROWS rows. */
+ * for in the first INGEST_HEADER_SCAN_ROWS rows. NUMBER cells ("-1234.5",
+ * "1.5E-3") are rounded half away from zero to the currency's decimals: they
+ * held binary doubles. DATE cells are taken as they are; the date format is
+ * inferred from TEXT cells only. */
 #define INGEST_MAX_ROWS 10000000
 #define INGEST_HEADER_SCAN_ROWS 1000
 
@@ -208,7 +211,9 @@ int ingest_date_infer_finish(const ingest_date_inferrer_t *st, char format[32],
 
 /* (Added) ingest_date_parse that says why it failed: *reason is "does not
  * match the date format" (wrong shape) or "is not a real date" (31/02/2026,
- * month 13). */
+ * month 13, a year outside 1900-2199). Both also accept %a %A %H %I %M %S
+ * %p %z %Z (read and ignored, for hints like "%d/%m/%Y %H:%M") and a
+ * trailing time of day after any format. */
 int ingest_date_parse_why(const char *text, const char *format, char out[11], const char **reason);
 
 /* ---- Shared helpers for the parsers (amounts.c) ------------------------- */

@@ -25,15 +25,15 @@ enum role {
   R_REF,
   R_PAYMENT,
   R_DIRECTION,
-  N_MAPPED,           /* roles of ingest_mapping_t */
+  N_MAPPED,             /* roles of ingest_mapping_t */
   R_BALANCE = N_MAPPED, /* recognised so that it takes no other role */
   R_IGNORE,
   N_ROLES
 };
 
 static const char *const k_role_field[N_MAPPED] = {
-    "mapping.dateColumn",     "mapping.amountColumn",   "mapping.debitColumn",        "mapping.creditColumn",
-    "mapping.descriptionColumn", "mapping.merchantColumn", "mapping.currencyColumn",  "mapping.referenceColumn",
+    "mapping.dateColumn",          "mapping.amountColumn",   "mapping.debitColumn",    "mapping.creditColumn",
+    "mapping.descriptionColumn",   "mapping.merchantColumn", "mapping.currencyColumn", "mapping.referenceColumn",
     "mapping.paymentMethodColumn", "mapping.directionColumn"};
 
 static ingest_column_t *map_col(ingest_mapping_t *m, int r) {
@@ -88,6 +88,7 @@ static const synonym_t k_synonyms[] = {
     {"data contabile", R_DATE, 2},
     {"value date", R_DATE, 3},
     {"value dt", R_DATE, 3},
+    {"value dat", R_DATE, 3},
     {"valuta", R_DATE, 3},
     {"valutadatum", R_DATE, 3},
     {"wertstellung", R_DATE, 3},
@@ -122,7 +123,9 @@ static const synonym_t k_synonyms[] = {
     {"dr", R_DEBIT, 1},
     {"dr amount", R_DEBIT, 0},
     {"soll", R_DEBIT, 1},
-    {"d\xc3\xa9" "bit", R_DEBIT, 0},
+    {"d\xc3\xa9"
+     "bit",
+     R_DEBIT, 0},
     {"out", R_DEBIT, 2},
     /* money in */
     {"credit", R_CREDIT, 0},
@@ -139,13 +142,15 @@ static const synonym_t k_synonyms[] = {
     {"cr", R_CREDIT, 1},
     {"cr amount", R_CREDIT, 0},
     {"haben", R_CREDIT, 1},
-    {"cr\xc3\xa9" "dit", R_CREDIT, 0},
+    {"cr\xc3\xa9"
+     "dit",
+     R_CREDIT, 0},
     {"in", R_CREDIT, 2},
     /* description */
     {"description", R_DESC, 0},
     {"narration", R_DESC, 0},
     {"narrative", R_DESC, 0},
-    {"details", R_DESC, 0},
+    {"details", R_DESC, 1}, /* Chase puts DEBIT/CREDIT under "Details", text under "Description" */
     {"particulars", R_DESC, 0},
     {"transaction details", R_DESC, 0},
     {"transaction description", R_DESC, 0},
@@ -196,6 +201,9 @@ static const synonym_t k_synonyms[] = {
     {"reference number", R_REF, 0},
     {"ref no cheque no", R_REF, 0},
     {"chq ref no", R_REF, 0},
+    {"chq ref number", R_REF, 0},
+    {"ref number", R_REF, 0},
+    {"cheque ref number", R_REF, 0},
     {"cheque ref no", R_REF, 0},
     {"chq no", R_REF, 1},
     {"chqno", R_REF, 1},
@@ -207,7 +215,9 @@ static const synonym_t k_synonyms[] = {
     {"transaction reference", R_REF, 0},
     {"kundenreferenz", R_REF, 1},
     {"kundenreferenz end to end", R_REF, 1},
-    {"r\xc3\xa9" "f\xc3\xa9rence", R_REF, 0},
+    {"r\xc3\xa9"
+     "f\xc3\xa9rence",
+     R_REF, 0},
     {"referencia", R_REF, 0},
     /* payment method */
     {"mode", R_PAYMENT, 0},
@@ -249,10 +259,30 @@ static const synonym_t k_synonyms[] = {
 /* Text that marks a summary line ("Total", "Closing balance"): such lines
  * around the data are skipped, not rejected. Normalised like headers. */
 static const char *const k_summary_words[] = {
-    "total",         "totals",          "sub total",       "subtotal",  "grand total", "opening balance",
-    "closing balance", "opening bal",   "closing bal",     "balance",   "brought forward", "carried forward",
-    "b f",           "c f",             "statement summary", "summary", "end of statement", "saldo",
-    "anfangssaldo",  "endsaldo",        "kontostand",      "summe",     "solde",       "count",
+    "total",
+    "totals",
+    "sub total",
+    "subtotal",
+    "grand total",
+    "opening balance",
+    "closing balance",
+    "opening bal",
+    "closing bal",
+    "balance",
+    "brought forward",
+    "carried forward",
+    "b f",
+    "c f",
+    "statement summary",
+    "summary",
+    "end of statement",
+    "saldo",
+    "anfangssaldo",
+    "endsaldo",
+    "kontostand",
+    "summe",
+    "solde",
+    "count",
 };
 
 /* ---- small text helpers ------------------------------------------------ */
@@ -276,16 +306,27 @@ static size_t space_len(const char *p) {
 static void trim(const char *s, const char **b, const char **e) {
   const char *p = s;
   size_t n;
-  while ((n = space_len(p)) > 0) p += n;
+  while ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x80) { /* else no leading space, at once */
+    if ((n = space_len(p)) == 0) break;
+    p += n;
+  }
   const char *q = p + strlen(p);
+  if (q > p && (unsigned char)q[-1] > ' ' && (unsigned char)q[-1] < 0x80) { /* no trailing space */
+    *b = p;
+    *e = q;
+    return;
+  }
   while (q > p) {
     unsigned char c = (unsigned char)q[-1];
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') q--;
-    else if (q - p >= 2 && c == 0xA0 && (unsigned char)q[-2] == 0xC2) q -= 2;
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+      q--;
+    else if (q - p >= 2 && c == 0xA0 && (unsigned char)q[-2] == 0xC2)
+      q -= 2;
     else if (q - p >= 3 && (unsigned char)q[-3] == 0xE2 && (unsigned char)q[-2] == 0x80 &&
              (c == 0x87 || c == 0x89 || c == 0x8A || c == 0xAF))
       q -= 3;
-    else break;
+    else
+      break;
   }
   *b = p;
   *e = q;
@@ -293,9 +334,11 @@ static void trim(const char *s, const char **b, const char **e) {
 
 static int is_blank(const char *s) {
   unsigned char c = (unsigned char)s[0];
-  if (c > ' ' && c < 0x80) return 0; /* the common case, at once */
+  if (c > ' ' && c < 0x80) return 0; /* the common cases, at once */
+  if (c == '\0') return 1;
   size_t n;
-  while ((n = space_len(s)) > 0) s += n;
+  while ((n = space_len(s)) > 0)
+    s += n;
   return *s == '\0';
 }
 
@@ -310,15 +353,16 @@ static int name_eq(const char *a, const char *b) {
   return 1;
 }
 
-/* A currency code from a header's "(INR)", "(€)", "in EUR". */
+/* A currency code from a header's "(INR)", "(€)", "in EUR": three capitals
+ * (not "(Net)") or an unambiguous symbol. */
 static void currency_from_text(const char *b, const char *e, char cur[4]) {
-  while (b < e && (*b == ' ' || *b == '\t')) b++;
-  while (e > b && (e[-1] == ' ' || e[-1] == '\t')) e--;
+  while (b < e && (*b == ' ' || *b == '\t'))
+    b++;
+  while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+    e--;
   size_t n = (size_t)(e - b);
-  if (n == 3 && is_alpha(b[0]) && is_alpha(b[1]) && is_alpha(b[2])) {
-    cur[0] = upper(b[0]);
-    cur[1] = upper(b[1]);
-    cur[2] = upper(b[2]);
+  if (n == 3 && is_upper(b[0]) && is_upper(b[1]) && is_upper(b[2])) {
+    memcpy(cur, b, 3);
     cur[3] = '\0';
   } else if (n == 3 && memcmp(b, "\xE2\x82\xB9", 3) == 0) {
     memcpy(cur, "INR", 4);
@@ -339,7 +383,8 @@ static void normalize(const char *s, char *out, size_t cap, char cur[4]) {
     char c = *p;
     if (c == '(' || c == '[') {
       const char *q = p + 1;
-      while (*q != '\0' && *q != ')' && *q != ']') q++;
+      while (*q != '\0' && *q != ')' && *q != ']')
+        q++;
       currency_from_text(p + 1, q, cur);
       if (*q == '\0') break;
       p = q;
@@ -355,10 +400,13 @@ static void normalize(const char *s, char *out, size_t cap, char cur[4]) {
     }
   }
   out[n] = '\0';
-  /* "umsatz in eur" -> "umsatz" (EUR) */
+  /* "Umsatz in EUR" -> "umsatz" (EUR) */
   if (n > 7 && memcmp(out + n - 7, " in ", 4) == 0 && is_alpha(out[n - 3]) && is_alpha(out[n - 2]) &&
       is_alpha(out[n - 1])) {
-    currency_from_text(out + n - 3, out + n, cur);
+    const char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    if (e - s >= 3) currency_from_text(e - 3, e, cur);
     out[n - 7] = '\0';
   }
 }
@@ -386,7 +434,7 @@ static int is_summary_row(const ingest_cell_t *cells, int n) {
 
 /* -1 money out, +1 money in, 0 not a direction. */
 static int direction_of(const char *s) {
-  static const char *const out_words[] = {"dr", "d", "db", "debit", "debit card", "withdrawal", "af", "s", "soll"};
+  static const char *const out_words[] = {"dr", "d", "db", "debit", "withdrawal", "af", "s", "soll"};
   static const char *const in_words[] = {"cr", "c", "credit", "deposit", "bij", "h", "haben"};
   char norm[32], cur[4];
   if (strlen(s) > 24) return 0;
@@ -402,13 +450,16 @@ static int direction_of(const char *s) {
  * "₹1,234", "Rs. 500", "€12". */
 static void currency_in_amount(const char *s, char cur[4]) {
   cur[0] = '\0';
-  if ((is_digit(s[0]) || (s[0] == '-' && is_digit(s[1]))) && !is_alpha(s[strlen(s) - 1]) &&
-      (unsigned char)s[strlen(s) - 1] < 0x80)
+  size_t n = strlen(s);
+  if (n == 0) return;
+  if ((is_digit(s[0]) || (s[0] == '-' && is_digit(s[1]))) && !is_alpha(s[n - 1]) && (unsigned char)s[n - 1] < 0x80)
     return; /* "-1234.50": nothing around the number */
   const char *b, *e;
   trim(s, &b, &e);
-  while (b < e && (*b == '-' || *b == '+' || *b == '(')) b++;
-  while (e > b && (e[-1] == '-' || e[-1] == ')')) e--;
+  while (b < e && (*b == '-' || *b == '+' || *b == '('))
+    b++;
+  while (e > b && (e[-1] == '-' || e[-1] == ')'))
+    e--;
   if (e - b < 2) return;
   if (e - b >= 4 && is_upper(b[0]) && is_upper(b[1]) && is_upper(b[2]) && !is_alpha(b[3])) {
     currency_from_text(b, b + 3, cur);
@@ -466,7 +517,8 @@ static int parse_number_cell(const char *s, int exponent, int64_t *minor) {
   int keep = point + exp10 + exponent;
   if (keep > 18) return -1;
   uint64_t v = 0;
-  for (int i = 0; i < keep; i++) v = v * 10 + (uint64_t)(i < nd ? digits[i] - '0' : 0);
+  for (int i = 0; i < keep; i++)
+    v = v * 10 + (uint64_t)(i < nd ? digits[i] - '0' : 0);
   if (keep >= 0 && keep < nd && digits[keep] >= '5') v++;
   if (keep < 0) v = 0;
   if (v > (uint64_t)INT64_MAX) return -1;
@@ -484,9 +536,11 @@ static void snippet(const char *s, char *out, size_t cap) {
   size_t take = len;
   if (take > max) {
     take = max;
-    while (take > 0 && ((unsigned char)b[take] & 0xC0) == 0x80) take--;
+    while (take > 0 && ((unsigned char)b[take] & 0xC0) == 0x80)
+      take--;
   }
-  for (size_t i = 0; i < take; i++) out[n++] = ((unsigned char)b[i] < 0x20) ? ' ' : b[i];
+  for (size_t i = 0; i < take; i++)
+    out[n++] = ((unsigned char)b[i] < 0x20) ? ' ' : b[i];
   if (take < len) {
     memcpy(out + n, "...", 3);
     n += 3;
@@ -513,40 +567,68 @@ static void sb_str(sbuf_t *b, const char *s) { sb_add(b, s, strlen(s)); }
 /* ---- the engine's state --------------------------------------------------- */
 
 typedef struct amtstat {
-  uint64_t dot, comma;   /* votes for the decimal separator */
-  uint64_t neg, dr, cr;  /* values with a minus or parentheses, a Dr, a Cr marker */
+  uint64_t dot, comma;  /* votes for the decimal separator */
+  uint64_t neg, dr, cr; /* values with a minus or parentheses, a Dr, a Cr marker */
 } amtstat_t;
 
-/* A statement spans a few weeks, so its date column holds few distinct
- * texts: a small direct-mapped cache of their readings spares most parses.
- * Replaying a cached reading in pass 1 is exact: once a value has been
- * added, the formats still in the running all read it alike, so adding it
- * again changes only the counts. */
-#define DCACHE_SLOTS 256
+/* A statement's date column holds few distinct texts (a month has 31 days,
+ * a year 366): a cache of their readings spares most parses. It is two-way
+ * set-associative and large enough (100 KiB) that dates cycling through a
+ * year or two rarely evict each other. Replaying a cached reading in pass 1 is exact: once a value
+ * has been added, the formats still in the running all read it alike, so
+ * adding it again changes only the counts. */
+#define DCACHE_SETS 1024 /* a power of two; two entries each */
 #define DCACHE_KEY 24
 typedef struct dcache {
-  char key[DCACHE_SLOTS][DCACHE_KEY]; /* "" : empty slot */
-  char date[DCACHE_SLOTS][11];
-  const char *why[DCACHE_SLOTS];
-  signed char effect[DCACHE_SLOTS];
+  uint32_t tag[DCACHE_SETS * 2];         /* high bits of the key's hash */
+  char key[DCACHE_SETS * 2][DCACHE_KEY]; /* "": empty */
+  char date[DCACHE_SETS * 2][11];
+  const char *why[DCACHE_SETS * 2];
+  signed char effect[DCACHE_SETS * 2];
+  unsigned char older[DCACHE_SETS]; /* the way to replace next */
+  int last;                         /* the entry found last (rows of one day come together) */
 } dcache_t;
 
-/* The slot for s, and whether it holds s; -1 when s is too long to cache. */
-static int dcache_slot(const dcache_t *c, const char *s, int *hit) {
-  unsigned h = 2166136261u;
-  size_t n = 0;
-  for (; s[n] != '\0'; n++) {
-    if (n + 1 >= DCACHE_KEY) return -1;
-    h = (h ^ (unsigned char)s[n]) * 16777619u;
+/* The entry holding s (*hit 1), or the one to put s in (*hit 0); -1 when s
+ * is too long to cache. The hash mixes the first and last 8 bytes and the
+ * length: every byte of a key up to 16 bytes long. */
+static int dcache_find(dcache_t *c, const char *s, int *hit) {
+  if (strcmp(c->key[c->last], s) == 0 && s[0] != '\0') {
+    *hit = 1;
+    return c->last;
   }
-  int i = (int)(h % DCACHE_SLOTS);
-  *hit = c->key[i][0] != '\0' && memcmp(c->key[i], s, n + 1) == 0;
-  return i;
-}
-
-static void dcache_put(dcache_t *c, int i, const char *s) {
   size_t n = strlen(s);
+  if (n + 1 > DCACHE_KEY) return -1;
+  uint64_t a = 0, b = 0;
+  if (n >= 8) {
+    memcpy(&a, s, 8);
+    memcpy(&b, s + n - 8, 8);
+  } else {
+    for (size_t i = 0; i < n; i++)
+      a |= (uint64_t)(unsigned char)s[i] << (8 * i);
+  }
+  uint64_t h = a ^ (b * 0x9E3779B97F4A7C15u) ^ n;
+  h ^= h >> 33; /* MurmurHash3's fmix64 */
+  h *= 0xFF51AFD7ED558CCDu;
+  h ^= h >> 33;
+  h *= 0xC4CEB9FE1A85EC53u;
+  h ^= h >> 33;
+  int set = (int)(h & (DCACHE_SETS - 1));
+  uint32_t tag = (uint32_t)(h >> 32);
+  for (int w = 0; w < 2; w++) {
+    int i = set * 2 + w;
+    if (c->tag[i] == tag && memcmp(c->key[i], s, n + 1) == 0) {
+      c->older[set] = (unsigned char)(1 - w);
+      *hit = 1;
+      return c->last = i;
+    }
+  }
+  int i = set * 2 + c->older[set];
+  c->older[set] = (unsigned char)(1 - c->older[set]);
+  c->tag[i] = tag;
   memcpy(c->key[i], s, n + 1);
+  *hit = 0;
+  return c->last = i;
 }
 
 typedef struct engine {
@@ -559,13 +641,13 @@ typedef struct engine {
   sc_err_t *err;
   ingest_mapping_t given; /* opts->mapping or an unset one */
 
-  int col[N_MAPPED];      /* resolved columns, -1: none */
-  int explicit_amounts;   /* the mapping named amount, debit or credit */
+  int col[N_MAPPED];         /* resolved columns, -1: none */
+  int explicit_amounts;      /* the mapping named amount, debit or credit */
   char hdr_cur[N_MAPPED][4]; /* currency named in the header of a role's column */
-  int32_t header_line;    /* 0: none */
+  int32_t header_line;       /* 0: none */
   int n_header;
-  const char **header;    /* header cells, arena copies; NULL: none */
-  int by_index;           /* date and amounts mapped by position: data starts at the first date */
+  const char **header; /* header cells, arena copies; NULL: none */
+  int by_index;        /* date and amounts mapped by position: data starts at the first date */
   int32_t first_data_line;
 
   /* pass 1 */
@@ -582,7 +664,10 @@ typedef struct engine {
 
   /* pass 2 */
   char date_format[32];
-  dcache_t cache2; /* date texts seen: the date, or why not */
+  dcache_t cache2;      /* date texts seen: the date, or why not */
+  int default_exponent; /* of opts->default_currency */
+  char last_cur[4];     /* the last row currency and its exponent */
+  int last_exponent;
   char *scratch;
   size_t scratch_cap;
 } engine_t;
@@ -698,7 +783,8 @@ static sc_status_t oom(engine_t *E) {
 /* Calls next(), turning the source's failure into a status. */
 static int next_row(engine_t *E, int32_t *line, const ingest_cell_t **cells, int *n, sc_status_t *st) {
   int r = E->src->next(E->src->impl, line, cells, n, E->err);
-  if (r < 0) *st = SC_INVALID_ARGUMENT;
+  if (r < 0)
+    *st = SC_INVALID_ARGUMENT;
   else if (r > 0 && *n > INGEST_MAX_COLUMNS) {
     sc_err_set(E->err, "line %d has %d columns; at most %d are supported", (int)*line, *n, INGEST_MAX_COLUMNS);
     *st = SC_RESOURCE_EXHAUSTED;
@@ -745,7 +831,8 @@ static sc_status_t find_data_by_index(engine_t *E) {
       break;
     }
     int nonblank = 0;
-    for (int i = 0; i < n; i++) nonblank += !is_blank(cells[i].text);
+    for (int i = 0; i < n; i++)
+      nonblank += !is_blank(cells[i].text);
     cand_line = nonblank >= 2 ? line : 0;
     if (++scanned >= INGEST_HEADER_SCAN_ROWS) break;
   }
@@ -818,7 +905,8 @@ static sc_status_t find_header(engine_t *E) {
     int is_header = resolve(E, cells, n, col, hdr_cur, &m);
     if (is_header < 0 && missing < 0) missing = m;
     int nonblank = 0;
-    for (int i = 0; i < n; i++) nonblank += !is_blank(cells[i].text);
+    for (int i = 0; i < n; i++)
+      nonblank += !is_blank(cells[i].text);
     if (is_header > 0 || want > 0) {
       E->header_line = line;
       E->n_header = n;
@@ -851,7 +939,8 @@ static sc_status_t find_header(engine_t *E) {
   msg[0] = '\0';
   if (best != NULL && E->res != NULL) {
     E->res->n_columns = best_n < INGEST_MAX_COLUMNS ? best_n : INGEST_MAX_COLUMNS;
-    for (int i = 0; i < E->res->n_columns; i++) E->res->columns[i] = best[i];
+    for (int i = 0; i < E->res->n_columns; i++)
+      E->res->columns[i] = best[i];
   }
   if (missing >= 0) {
     const ingest_column_t *mc = map_col(&E->given, missing);
@@ -889,7 +978,8 @@ static sc_status_t find_header(engine_t *E) {
       char cur2[N_MAPPED][4];
       ingest_cell_t tmp[INGEST_MAX_COLUMNS];
       int tn = best_n < INGEST_MAX_COLUMNS ? best_n : INGEST_MAX_COLUMNS;
-      for (int i = 0; i < tn; i++) tmp[i] = (ingest_cell_t){best[i], INGEST_CELL_TEXT};
+      for (int i = 0; i < tn; i++)
+        tmp[i] = (ingest_cell_t){best[i], INGEST_CELL_TEXT};
       resolve(E, tmp, tn, c2, cur2, &m2);
       if (c2[R_DATE] >= 0 && c2[R_DATE] < tn) {
         char s2[64];
@@ -916,6 +1006,29 @@ static sc_status_t find_header(engine_t *E) {
 /* Votes on the decimal separator of one amount value, and notes its sign
  * markers. */
 static void amount_stats(amtstat_t *a, const char *s) {
+  /* "-1234.56", "0,5", "120": the common shape, in one tight loop */
+  const char *q = s + (*s == '-');
+  const char *d0 = q;
+  while (is_digit(*q))
+    q++;
+  if (q > d0) {
+    char sep = 0;
+    const char *f = q;
+    if (*q == '.' || *q == ',') {
+      sep = *q;
+      f = ++q;
+      while (is_digit(*q))
+        q++;
+    }
+    if (*q == '\0' && (sep == 0 || (q > f && q - f != 3))) {
+      a->neg += *s == '-';
+      if (sep == '.')
+        a->dot++;
+      else if (sep == ',')
+        a->comma++;
+      return;
+    }
+  }
   int n_dot = 0, n_comma = 0;
   char last = 0;
   int after = 0, digits = 0;
@@ -925,8 +1038,10 @@ static void amount_stats(amtstat_t *a, const char *s) {
       after++;
       digits++;
     } else if ((c == '.' || c == ',') && digits > 0 && is_digit(p[1])) {
-      if (c == '.') n_dot++;
-      else n_comma++;
+      if (c == '.')
+        n_dot++;
+      else
+        n_comma++;
       last = c;
       after = 0;
     } else if (c == '-' || c == '(') {
@@ -938,8 +1053,10 @@ static void amount_stats(amtstat_t *a, const char *s) {
     }
   }
   if (n_dot > 0 && n_comma > 0) {
-    if (last == '.') a->dot++;
-    else a->comma++;
+    if (last == '.')
+      a->dot++;
+    else
+      a->comma++;
   } else if (n_comma > 1) {
     a->dot++;
   } else if (n_dot > 1) {
@@ -957,21 +1074,33 @@ static int date_shaped(const char *s) {
   const char *p, *e;
   trim(s, &p, &e);
   int n = 0;
-  while (p < e && is_digit(*p) && n < 5) p++, n++;
+  while (p < e && is_digit(*p) && n < 5) {
+    p++;
+    n++;
+  }
   if (n < 1 || n > 4 || p == e || (*p != '/' && *p != '-' && *p != '.' && *p != ' ')) return 0;
   p++;
   n = 0;
   if (p < e && is_alpha(*p)) {
-    while (p < e && is_alpha(*p) && n < 10) p++, n++;
+    while (p < e && is_alpha(*p) && n < 10) {
+      p++;
+      n++;
+    }
     if (n < 3 || n > 9) return 0;
   } else {
-    while (p < e && is_digit(*p) && n < 3) p++, n++;
+    while (p < e && is_digit(*p) && n < 3) {
+      p++;
+      n++;
+    }
     if (n < 1 || n > 2) return 0;
   }
   if (p == e || (*p != '/' && *p != '-' && *p != '.' && *p != ' ')) return 0;
   p++;
   n = 0;
-  while (p < e && is_digit(*p) && n < 5) p++, n++;
+  while (p < e && is_digit(*p) && n < 5) {
+    p++;
+    n++;
+  }
   return n >= 2 && n <= 4 && (p == e || *p == ' ' || *p == 'T');
 }
 
@@ -1005,19 +1134,18 @@ static sc_status_t scan_data(engine_t *E) {
     }
     int read = dkind == INGEST_CELL_DATE;
     int hit = 0, slot = -1;
-    if (!date_blank && dkind == INGEST_CELL_TEXT && (slot = dcache_slot(&E->cache1, date, &hit)) >= 0 && hit) {
+    if (!date_blank && dkind == INGEST_CELL_TEXT && (slot = dcache_find(&E->cache1, date, &hit)) >= 0 && hit) {
       int effect = E->cache1.effect[slot];
       read = effect != 0;
-      if (effect == 0) E->dates.n_unread++;
-      else E->dates.n_values++;
+      if (effect == 0)
+        E->dates.n_unread++;
+      else
+        E->dates.n_values++;
       if (effect == 2) E->dates.n_odd++;
     } else if (!date_blank && dkind == INGEST_CELL_TEXT) {
       uint64_t before = E->dates.n_values, odd = E->dates.n_odd;
       read = ingest_date_infer_add(&E->dates, date);
-      if (slot >= 0) {
-        dcache_put(&E->cache1, slot, date);
-        E->cache1.effect[slot] = (signed char)(!read ? 0 : E->dates.n_odd > odd ? 2 : 1);
-      }
+      if (slot >= 0) E->cache1.effect[slot] = (signed char)(!read ? 0 : E->dates.n_odd > odd ? 2 : 1);
       if (read && before == 0 && E->date_first[0] == '\0') snippet(date, E->date_first, sizeof E->date_first);
       if (!read && E->date_unread[0] == '\0' && any_amount) snippet(date, E->date_unread, sizeof E->date_unread);
       if (E->dates.n_odd > odd && E->date_mixed[0] == '\0') snippet(date, E->date_mixed, sizeof E->date_mixed);
@@ -1028,8 +1156,10 @@ static sc_status_t scan_data(engine_t *E) {
     if (E->col[R_PAYMENT] >= 0 && E->pay_other == 0) {
       const char *pm = cell_at(cells, n, E->col[R_PAYMENT]);
       if (!is_blank(pm)) {
-        if (direction_of(pm) != 0) E->pay_dir++;
-        else E->pay_other++;
+        if (direction_of(pm) != 0)
+          E->pay_dir++;
+        else
+          E->pay_other++;
       }
     }
   }
@@ -1099,8 +1229,8 @@ static sc_status_t decide(engine_t *E) {
   /* A single amount column whose credits carry "Cr" and debits nothing (card
    * statements): unmarked values are money out. */
   const amtstat_t *a = &E->amt[0];
-  E->unmarked_out = E->given.amount_sign == INGEST_SIGN_AUTO && E->col[R_DIRECTION] < 0 && a->cr > 0 && a->dr == 0 &&
-                    a->neg == 0;
+  E->unmarked_out =
+      E->given.amount_sign == INGEST_SIGN_AUTO && E->col[R_DIRECTION] < 0 && a->cr > 0 && a->dr == 0 && a->neg == 0;
   /* A "Type" column holding only Debit/Credit beside an unsigned amount is
    * the direction, not a payment method. */
   if (E->col[R_DIRECTION] < 0 && E->col[R_AMOUNT] >= 0 && E->col[R_PAYMENT] >= 0 && E->pay_dir > 0 &&
@@ -1119,7 +1249,8 @@ static void report(engine_t *E) {
   memcpy(res->date_format, E->date_format, sizeof res->date_format);
   if (E->header != NULL) {
     res->n_columns = E->n_header < INGEST_MAX_COLUMNS ? E->n_header : INGEST_MAX_COLUMNS;
-    for (int i = 0; i < res->n_columns; i++) res->columns[i] = E->header[i];
+    for (int i = 0; i < res->n_columns; i++)
+      res->columns[i] = E->header[i];
   }
   ingest_mapping_t m = E->given;
   for (int r = 0; r < N_MAPPED; r++) {
@@ -1139,7 +1270,8 @@ static void report(engine_t *E) {
 static int ensure_scratch(engine_t *E, size_t need) {
   if (need <= E->scratch_cap) return 0;
   size_t cap = E->scratch_cap ? E->scratch_cap : 1024;
-  while (cap < need) cap *= 2;
+  while (cap < need)
+    cap *= 2;
   char *p = realloc(E->scratch, cap);
   if (p == NULL) return -1;
   E->scratch = p;
@@ -1170,9 +1302,14 @@ static int cell_amount(const ingest_cell_t *cells, int n, int col, char decimal,
   return ingest_parse_amount(t, decimal, exponent, v, why);
 }
 
+/* Whether an amount carries its own direction: "500.00 Cr", "Dr 12". */
 static int has_cr_dr_marker(const char *s) {
-  const char *b, *e;
-  trim(s, &b, &e);
+  const char *b = s, *e = s + strlen(s);
+  while (b < e && (*b == ' ' || *b == '\t'))
+    b++;
+  while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+    e--;
+  if (e - b >= 3 && (lower(b[0]) == 'c' || lower(b[0]) == 'd') && lower(b[1]) == 'r' && !is_alpha(b[2])) return 1;
   if (e - b >= 1 && e[-1] == '.') e--;
   if (e - b < 3 || is_alpha(e[-3])) return 0;
   char c1 = lower(e[-2]), c2 = lower(e[-1]);
@@ -1215,14 +1352,13 @@ static sc_status_t emit(engine_t *E) {
       date_why = "is not a date";
     } else {
       int hit = 0;
-      int slot = dcache_slot(&E->cache2, date, &hit);
+      int slot = dcache_find(&E->cache2, date, &hit);
       if (hit) {
         memcpy(row.date, E->cache2.date[slot], sizeof row.date);
         date_why = E->cache2.why[slot];
       } else {
         ingest_date_parse_why(date, E->date_format, row.date, &date_why);
         if (slot >= 0) {
-          dcache_put(&E->cache2, slot, date);
           memcpy(E->cache2.date[slot], row.date, sizeof row.date);
           E->cache2.why[slot] = date_why;
         }
@@ -1230,13 +1366,15 @@ static sc_status_t emit(engine_t *E) {
     }
     if ((date_why != NULL || (!has_amt && !has_deb && !has_cre)) && is_summary_row(cells, n)) continue;
     if (date_why != NULL) {
-      if (date_blank) snprintf(reason, sizeof reason, "date is empty");
+      if (date_blank)
+        snprintf(reason, sizeof reason, "date is empty");
       else {
         char s[64];
         snippet(date, s, sizeof s);
         if (strcmp(date_why, "does not match the date format") == 0)
           snprintf(reason, sizeof reason, "date '%s' does not match the date format %s", s, E->date_format);
-        else snprintf(reason, sizeof reason, "date '%s' %s", s, date_why);
+        else
+          snprintf(reason, sizeof reason, "date '%s' %s", s, date_why);
       }
       if (reject(E, line, reason) != 0) goto cancelled;
       continue;
@@ -1259,7 +1397,8 @@ static sc_status_t emit(engine_t *E) {
           if (reject(E, line, reason) != 0) goto cancelled;
           continue;
         }
-        for (int i = 0; i < 3; i++) cur[i] = upper(cb[i]);
+        for (int i = 0; i < 3; i++)
+          cur[i] = upper(cb[i]);
         cur[3] = '\0';
       }
     }
@@ -1268,7 +1407,14 @@ static sc_status_t emit(engine_t *E) {
     if (cur[0] == '\0' && kind_at(cells, n, src_col) == INGEST_CELL_TEXT)
       currency_in_amount(cell_at(cells, n, src_col), cur);
     if (cur[0] == '\0' && E->hdr_cur[src_role][0] != '\0') memcpy(cur, E->hdr_cur[src_role], 4);
-    int exponent = ingest_currency_exponent(cur[0] != '\0' ? cur : o->default_currency);
+    int exponent = E->default_exponent;
+    if (cur[0] != '\0') {
+      if (memcmp(cur, E->last_cur, 4) != 0) {
+        memcpy(E->last_cur, cur, 4);
+        E->last_exponent = ingest_currency_exponent(cur);
+      }
+      exponent = E->last_exponent;
+    }
 
     int64_t value = 0;
     const char *why = NULL;
@@ -1290,9 +1436,9 @@ static sc_status_t emit(engine_t *E) {
         }
         if (value < 0) value = -value;
         if (d < 0) value = -value;
-      } else if (E->given.amount_sign == INGEST_SIGN_POSITIVE_IS_OUT) {
-        value = -value;
-      } else if (E->unmarked_out && kind_at(cells, n, c_amt) == INGEST_CELL_TEXT && !has_cr_dr_marker(amt)) {
+      } else if (kind_at(cells, n, c_amt) == INGEST_CELL_TEXT && has_cr_dr_marker(amt)) {
+        /* "500.00 Cr" says which way it goes, whatever the column's convention */
+      } else if (E->given.amount_sign == INGEST_SIGN_POSITIVE_IS_OUT || E->unmarked_out) {
         value = -value;
       }
     } else {
@@ -1316,7 +1462,12 @@ static sc_status_t emit(engine_t *E) {
     const char *tb[4], *te[4];
     size_t need = 4;
     for (int k = 0; k < 4; k++) {
-      trim(cell_at(cells, n, E->col[text_roles[k]]), &tb[k], &te[k]);
+      int col = E->col[text_roles[k]];
+      if (col < 0 || col >= n) {
+        tb[k] = te[k] = "";
+        continue;
+      }
+      trim(cells[col].text, &tb[k], &te[k]);
       need += (size_t)(te[k] - tb[k]) + 1;
     }
     if (ensure_scratch(E, need) != 0) return oom(E);
@@ -1353,11 +1504,16 @@ sc_status_t ingest_table_parse(const ingest_table_src_t *src, const ingest_opts_
   ingest_result_t local_res;
   sc_arena_t *own_arena = NULL;
   sc_status_t st;
-  engine_t E;
-  memset(&E, 0, sizeof E);
   if (src == NULL || src->next == NULL || src->rewind == NULL) {
     sc_err_set(err, "no table source");
     return SC_INVALID_ARGUMENT;
+  }
+  /* On the heap: the date caches make it tens of KiB, too much for the
+   * small stacks of some server threads. */
+  engine_t *E = calloc(1, sizeof *E);
+  if (E == NULL) {
+    sc_err_set(err, "out of memory");
+    return SC_RESOURCE_EXHAUSTED;
   }
   if (res == NULL) {
     memset(&local_res, 0, sizeof local_res);
@@ -1366,24 +1522,28 @@ sc_status_t ingest_table_parse(const ingest_table_src_t *src, const ingest_opts_
   if (arena == NULL) {
     own_arena = arena = sc_arena_new(0);
     if (arena == NULL) {
+      free(E);
       sc_err_set(err, "out of memory");
       return SC_RESOURCE_EXHAUSTED;
     }
   }
-  E.src = src;
-  E.opts = opts != NULL ? opts : &no_opts;
-  E.arena = arena;
-  E.cb = cb;
-  E.ctx = ctx;
-  E.res = res;
-  E.err = err;
-  if (E.opts->mapping != NULL) E.given = *E.opts->mapping;
-  else ingest_mapping_init(&E.given);
-  for (int r = 0; r < N_MAPPED; r++) E.col[r] = -1;
+  E->src = src;
+  E->opts = opts != NULL ? opts : &no_opts;
+  E->arena = arena;
+  E->cb = cb;
+  E->ctx = ctx;
+  E->res = res;
+  E->err = err;
+  if (E->opts->mapping != NULL)
+    E->given = *E->opts->mapping;
+  else
+    ingest_mapping_init(&E->given);
+  for (int r = 0; r < N_MAPPED; r++)
+    E->col[r] = -1;
   for (int r = R_AMOUNT; r <= R_CREDIT; r++)
-    if (map_col(&E.given, r)->name != NULL || map_col(&E.given, r)->index >= 0) E.explicit_amounts = 1;
+    if (map_col(&E->given, r)->name != NULL || map_col(&E->given, r)->index >= 0) E->explicit_amounts = 1;
   for (int r = 0; r < N_MAPPED; r++) {
-    const ingest_column_t *mc = map_col(&E.given, r);
+    const ingest_column_t *mc = map_col(&E->given, r);
     if (mc->name == NULL && mc->index >= INGEST_MAX_COLUMNS) {
       sc_err_set(err, "%s index %d is out of range (at most %d columns)", k_role_field[r], mc->index,
                  INGEST_MAX_COLUMNS);
@@ -1395,30 +1555,34 @@ sc_status_t ingest_table_parse(const ingest_table_src_t *src, const ingest_opts_
   res->date_ambiguous = 0;
   res->n_date_candidates = 0;
   res->date_format[0] = '\0';
-  ingest_date_infer_init(&E.dates);
+  ingest_date_infer_init(&E->dates);
 
-  if ((st = do_rewind(&E)) != SC_OK) goto out;
-  if ((st = find_header(&E)) != SC_OK) goto out;
+  if ((st = do_rewind(E)) != SC_OK) goto out;
+  if ((st = find_header(E)) != SC_OK) goto out;
   for (int r = 0; r < N_MAPPED; r++) {
-    if (E.col[r] >= 0 && !E.by_index && E.header != NULL && E.col[r] >= E.n_header) {
-      sc_err_set(err, "%s index %d is out of range: the header (line %d) has %d columns", k_role_field[r], E.col[r],
-                 (int)E.header_line, E.n_header);
+    if (E->col[r] >= 0 && !E->by_index && E->header != NULL && E->col[r] >= E->n_header) {
+      sc_err_set(err, "%s index %d is out of range: the header (line %d) has %d columns", k_role_field[r], E->col[r],
+                 (int)E->header_line, E->n_header);
       st = SC_INVALID_ARGUMENT;
       goto out;
     }
   }
-  if ((st = scan_data(&E)) != SC_OK) goto out;
-  if ((st = decide(&E)) != SC_OK) goto out;
-  report(&E);
-  if ((st = do_rewind(&E)) != SC_OK) goto out;
-  st = emit(&E);
+  if ((st = scan_data(E)) != SC_OK) goto out;
+  if ((st = decide(E)) != SC_OK) goto out;
+  E->default_exponent = ingest_currency_exponent(E->opts->default_currency);
+  report(E);
+  if ((st = do_rewind(E)) != SC_OK) goto out;
+  st = emit(E);
 out:
   if (own_arena != NULL) { /* the strings lived in our arena: do not hand them out */
-    for (int i = 0; i < INGEST_MAX_COLUMNS; i++) res->columns[i] = NULL;
+    for (int i = 0; i < INGEST_MAX_COLUMNS; i++)
+      res->columns[i] = NULL;
     res->n_columns = 0;
-    for (int r = 0; r < N_MAPPED; r++) map_col(&res->mapping, r)->name = NULL;
+    for (int r = 0; r < N_MAPPED; r++)
+      map_col(&res->mapping, r)->name = NULL;
     sc_arena_free(own_arena);
   }
-  free(E.scratch);
+  free(E->scratch);
+  free(E);
   return st;
 }

@@ -3,14 +3,14 @@
  * reports it) and each of its methods answers UNIMPLEMENTED naming itself. */
 #include "domains.h"
 
+#include "accounts.h"
+#include "ingestion.h"
 #include "scale/accounts/v1/accounts.pb-c.h"
 #include "scale/anomaly/v1/anomaly.pb-c.h"
 #include "scale/categorization/v1/categorization.pb-c.h"
 #include "scale/forecasting/v1/forecasting.pb-c.h"
 #include "scale/ingestion/v1/ingestion.pb-c.h"
 #include "scale/training/v1/training.pb-c.h"
-#include "accounts.h"
-#include "ingestion.h"
 
 /* One scale-server per process: the domains' state lives with main's. */
 static acct_service_t accounts_state;

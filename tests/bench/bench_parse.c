@@ -10,8 +10,10 @@
 static int count_row(void *ctx, int32_t line, const ingest_row_t *row, const char *reason) {
   (void)line, (void)reason;
   long long *n = ctx;
-  if (row != NULL) n[0]++;
-  else n[1]++;
+  if (row != NULL)
+    n[0]++;
+  else
+    n[1]++;
   return 0;
 }
 

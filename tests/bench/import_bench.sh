@@ -88,7 +88,11 @@ def chunks():
 ch = grpc.insecure_channel("127.0.0.1:" + port)
 call = ch.stream_unary("/scale.ingestion.v1.IngestionService/ImportStatementStream")
 t0 = time.monotonic()
-resp = call(chunks(), metadata=(("authorization", "Bearer " + token),), timeout=1800)
+try:
+    resp = call(chunks(), metadata=(("authorization", "Bearer " + token),), timeout=1800)
+except grpc.RpcError as e:
+    print("import failed: %s: %s" % (e.code(), e.details()), file=sys.stderr)
+    resp = b""
 secs = time.monotonic() - t0
 inserted = 0
 i = 0

@@ -194,6 +194,24 @@ class IngestionTest(ScaleTestCase):
         self.assertEqual((r.inserted, r.already_imported), (3, False))
         self.assertEqual(len(self.ledger()), 3)
 
+    def test_password_protected_xlsx(self):
+        path = os.path.join(ROOT, "tests", "unit", "ingestion", "fixtures", "xlsx", "statement_password.xlsx")
+        with open(path, "rb") as f:
+            data = f.read()
+        for password, code, text in ((None, grpc.StatusCode.INVALID_ARGUMENT, "password required"),
+                                     ("wrong", grpc.StatusCode.INVALID_ARGUMENT, "password incorrect")):
+            with self.subTest(password=password):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.imp(ImportRequest(filename="s.xlsx", content=data, currency="EUR", password=password),
+                             metadata=self.md, timeout=60)
+                self.assertEqual(cm.exception.code(), code)
+                self.assertTrue(cm.exception.details().startswith("password: "), cm.exception.details())
+                self.assertIn(text, cm.exception.details())
+        r = self.imp(ImportRequest(filename="s.xlsx", content=data, currency="EUR", password="Stat3ment-\u20ac"),
+                     metadata=self.md, timeout=60)
+        self.assertEqual((r.inserted, r.detected_format, r.encrypted), (2, 2, True))
+        self.assertEqual(sorted(t.amount_minor for t in self.ledger()), [-8215, 1999])
+
     def test_buf_curl_import_with_json(self):
         body = '{"filename":"de.csv","content":"%s"}' % base64.b64encode(GERMAN).decode()
         res = run_buf("-H", "authorization: Bearer " + h.mint_token(self.user), "-d", body,

@@ -15,6 +15,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct sc_arena sc_arena_t;
@@ -52,6 +53,10 @@ char *sc_arena_vprintf(sc_arena_t *a, const char *fmt, va_list ap) __attribute__
 /* Registers fn(data) to run at reset/free. Returns 0, or -1 (nothing
  * registered; the caller still owns data) when out of memory. */
 int sc_arena_add_cleanup(sc_arena_t *a, sc_arena_cleanup_cb fn, void *data);
+
+/* True when an allocation was refused (cap or memory) since creation or the
+ * last reset: tells "too big to decode" from "not a valid message". */
+bool sc_arena_exhausted(const sc_arena_t *a);
 
 /* Bytes handed out since creation or the last reset. */
 size_t sc_arena_used(const sc_arena_t *a);

@@ -120,5 +120,8 @@ Test(arena, unpack_fails_when_the_cap_is_reached) {
   sc_arena_t *a = sc_arena_new(50000);
   ProtobufCAllocator al = sc_arena_pb_allocator(a);
   cr_assert_null(scale__common__v1__ping_request__unpack(&al, n, buf));
+  cr_assert(sc_arena_exhausted(a), "the failure is reported as exhaustion, not bad input");
+  sc_arena_reset(a);
+  cr_assert_not(sc_arena_exhausted(a));
   sc_arena_free(a);
 }

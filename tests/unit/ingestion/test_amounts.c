@@ -38,7 +38,10 @@ Test(amounts, plain_and_signed) {
   cr_assert_eq(ok(".50", 0, 2), 50);
   cr_assert_eq(ok("12.", 0, 2), 1200);
   cr_assert_eq(ok("12.50-", 0, 2), -1250, "a trailing minus (SAP-style exports)");
-  cr_assert_eq(ok("\xE2\x88\x92" "7.25", 0, 2), -725, "U+2212 MINUS SIGN");
+  cr_assert_eq(ok("\xE2\x88\x92"
+                  "7.25",
+                  0, 2),
+               -725, "U+2212 MINUS SIGN");
   cr_assert_eq(ok("0012.30", 0, 2), 1230);
 }
 
@@ -66,15 +69,27 @@ Test(amounts, dr_cr_suffixes) {
 }
 
 Test(amounts, currency_symbols_and_codes) {
-  cr_assert_eq(ok("\xE2\x82\xB9" "1,23,456.78", 0, 2), 12345678, "₹ with Indian grouping");
+  cr_assert_eq(ok("\xE2\x82\xB9"
+                  "1,23,456.78",
+                  0, 2),
+               12345678, "₹ with Indian grouping");
   cr_assert_eq(ok("$1,234.56", 0, 2), 123456);
   cr_assert_eq(ok("-$1,234.56", 0, 2), -123456);
   cr_assert_eq(ok("$-1,234.56", 0, 2), -123456);
-  cr_assert_eq(ok("\xE2\x82\xAC" "12,50", 0, 2), 1250, "€ with a decimal comma");
+  cr_assert_eq(ok("\xE2\x82\xAC"
+                  "12,50",
+                  0, 2),
+               1250, "€ with a decimal comma");
   cr_assert_eq(ok("12,50 \xE2\x82\xAC", 0, 2), 1250);
   cr_assert_eq(ok("-1.234,56\xC2\xA0\xE2\x82\xAC", 0, 2), -123456, "NBSP before €");
-  cr_assert_eq(ok("\xC2\xA3" "12.50", 0, 2), 1250, "£");
-  cr_assert_eq(ok("\xC2\xA5" "1,200", 0, 0), 1200, "¥ with exponent 0");
+  cr_assert_eq(ok("\xC2\xA3"
+                  "12.50",
+                  0, 2),
+               1250, "£");
+  cr_assert_eq(ok("\xC2\xA5"
+                  "1,200",
+                  0, 0),
+               1200, "¥ with exponent 0");
   cr_assert_eq(ok("INR 1,500.00", 0, 2), 150000);
   cr_assert_eq(ok("1,500.00 INR", 0, 2), 150000);
   cr_assert_eq(ok("Rs. 1,500.00", 0, 2), 150000);
@@ -94,11 +109,24 @@ Test(amounts, thousands_separators) {
   cr_assert_eq(ok("12,34,56,789.00", 0, 2), 12345678900, "Indian crore grouping");
   cr_assert_eq(ok("1.234.567,89", 0, 2), 123456789, "European");
   cr_assert_eq(ok("1 234 567,89", 0, 2), 123456789, "French, ASCII spaces");
-  cr_assert_eq(ok("1\xC2\xA0" "234\xC2\xA0" "567,89", 0, 2), 123456789, "NBSP grouping");
-  cr_assert_eq(ok("1\xE2\x80\xAF" "234,50", 0, 2), 123450, "narrow NBSP grouping");
-  cr_assert_eq(ok("1\xE2\x80\x89" "234.50", 0, 2), 123450, "thin space grouping");
+  cr_assert_eq(ok("1\xC2\xA0"
+                  "234\xC2\xA0"
+                  "567,89",
+                  0, 2),
+               123456789, "NBSP grouping");
+  cr_assert_eq(ok("1\xE2\x80\xAF"
+                  "234,50",
+                  0, 2),
+               123450, "narrow NBSP grouping");
+  cr_assert_eq(ok("1\xE2\x80\x89"
+                  "234.50",
+                  0, 2),
+               123450, "thin space grouping");
   cr_assert_eq(ok("1'234'567.80", 0, 2), 123456780, "Swiss apostrophes");
-  cr_assert_eq(ok("1\xE2\x80\x99" "234.80", 0, 2), 123480, "Swiss right single quote");
+  cr_assert_eq(ok("1\xE2\x80\x99"
+                  "234.80",
+                  0, 2),
+               123480, "Swiss right single quote");
   cr_assert_eq(ok("1,234", 0, 2), 123400, "one comma and three digits: a thousand");
   cr_assert_eq(ok("1.234.567", 0, 2), 123456700);
   cr_assert_str_eq(bad("12,3,4", 0, 2), "is not a number");

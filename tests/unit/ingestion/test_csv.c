@@ -154,6 +154,27 @@ Test(csv, hdfc_india_preamble_indian_grouping_footer) {
   cr_assert_eq(g.rows[6].has_ref, 0, "an empty reference is NULL");
 }
 
+Test(csv, padded_fixed_width_style_fields) {
+  /* HDFC's "delimited" download pads every field with spaces */
+  got_t g;
+  ingest_result_t res;
+  sc_err_t err;
+  const char *csv = " Date     ,Narration                 ,Value Dat,Debit Amount       ,Credit Amount      ,"
+                    "Chq/Ref Number   ,Closing Balance\n"
+                    " 01/01/26  ,UPI-SWIGGY-PAYMENT        ,01/01/26 ,          245.00,              0.00,"
+                    "0000600112233445 ,      122211.78\n"
+                    " 13/01/26  ,NEFT CR-ACME SALARY       ,13/01/26 ,            0.00,         150000.00,"
+                    "N002260012345678 ,      272211.78\n";
+  sc_status_t st = parse(csv, NULL, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_str_eq(res.date_format, "%d/%m/%y");
+  cr_assert_eq(g.n, 2);
+  row_is(&g, 0, 2, "2026-01-01", -24500);
+  cr_assert_str_eq(g.rows[0].desc, "UPI-SWIGGY-PAYMENT");
+  cr_assert_str_eq(g.rows[0].ref, "0000600112233445");
+  row_is(&g, 1, 3, "2026-01-13", 15000000);
+}
+
 Test(csv, german_semicolon_decimal_comma) {
   got_t g;
   ingest_result_t res;
@@ -200,6 +221,11 @@ Test(csv, us_card_month_first_positive_is_spend) {
   cr_assert_str_eq(g.rows[1].desc, "AMAZON.COM*AB12CD34, AMZN.COM/BILLWA");
   row_is(&g, 2, 4, "2026-01-20", 50000);
   row_is(&g, 3, 5, "2026-01-28", -101830);
+  /* An amount that says its direction keeps it, whatever the convention. */
+  st = parse("Date,Amount\n01/15/2026,5.00 Cr\n01/16/2026,7.00\n", &opts, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  row_is(&g, 0, 2, "2026-01-15", 500);
+  row_is(&g, 1, 3, "2026-01-16", -700);
   /* Without the hint the column is read as documented: negative is money out. */
   st = parse_file("us_card.csv", NULL, &g, &res, &err);
   OK_OR_SAY(st, err);
@@ -278,6 +304,33 @@ Test(csv, card_amounts_marked_cr_unmarked_are_spend) {
   cr_assert_eq(res.mapping.amount_sign, INGEST_SIGN_POSITIVE_IS_OUT, "reported as used");
 }
 
+Test(csv, currency_named_in_the_header) {
+  got_t g;
+  ingest_result_t res;
+  sc_err_t err;
+  /* comdirect: "Umsatz in EUR", a trailing ';' on every line */
+  const char *csv =
+      "\"Buchungstag\";\"Wertstellung (Valuta)\";\"Vorgang\";\"Buchungstext\";\"Umsatz in EUR\";\n"
+      "\"05.01.2026\";\"05.01.2026\";\"Lastschrift / Belastung\";\"Stadtwerke Strom Januar\";\"-89,00\";\n"
+      "\"07.01.2026\";\"07.01.2026\";\"\xc3\x9c"
+      "berweisung\";\"Miete\";\"-1.250,00\";\n";
+  sc_status_t st = parse(csv, NULL, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_eq(g.n, 2);
+  row_is(&g, 0, 2, "2026-01-05", -8900);
+  cr_assert_str_eq(g.rows[0].cur, "EUR");
+  cr_assert_str_eq(g.rows[0].pm, "Lastschrift / Belastung");
+  cr_assert_str_eq(g.rows[0].desc, "Stadtwerke Strom Januar");
+  row_is(&g, 1, 3, "2026-01-07", -125000);
+  /* DKB: "Betrag (\u20ac)"; and "(Net)" is not a currency */
+  st = parse("Buchungsdatum;Betrag (\xe2\x82\xac)\n05.01.26;-1,00\n", NULL, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_str_eq(g.rows[0].cur, "EUR");
+  st = parse("Date,Amount (Net)\n2026-01-05,1.00\n", NULL, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_str_eq(g.rows[0].cur, "");
+}
+
 /* ---- amounts and signs ----------------------------------------------------- */
 
 Test(csv, parentheses_dr_cr_symbols_in_a_signed_column) {
@@ -290,7 +343,8 @@ Test(csv, parentheses_dr_cr_symbols_in_a_signed_column) {
                     "2026-02-03,c,\"1,000.00 Dr\"\n"
                     "2026-02-04,d,\"1,000.00 Cr\"\n"
                     "2026-02-05,e,\"$1,000.00\"\n"
-                    "2026-02-06,f,\"-\xE2\x82\xB9" "1,00,000\"\n"
+                    "2026-02-06,f,\"-\xE2\x82\xB9"
+                    "1,00,000\"\n"
                     "2026-02-07,g,\"EUR 3.50\"\n";
   sc_status_t st = parse(csv, NULL, &g, &res, &err);
   OK_OR_SAY(st, err);
@@ -349,6 +403,22 @@ Test(csv, zero_amounts_are_emitted) {
   row_is(&g, 0, 2, "2026-01-01", 0);
   row_is(&g, 1, 3, "2026-01-02", 0);
   row_is(&g, 2, 4, "2026-01-03", 500);
+}
+
+Test(csv, chase_checking_details_is_not_the_description) {
+  got_t g;
+  ingest_result_t res;
+  sc_err_t err;
+  const char *csv = "Details,Posting Date,Description,Amount,Type,Balance,Check or Slip #\n"
+                    "DEBIT,01/05/2026,\"TRADER JOE'S #552 SAN FRANCISCO CA\",-45.21,DEBIT_CARD,1954.79,,\n"
+                    "CREDIT,01/15/2026,ACME PAYROLL PPD ID: 9999999,2500.00,ACH_CREDIT,4454.79,,\n";
+  sc_status_t st = parse(csv, NULL, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_str_eq(res.mapping.description.name, "Description");
+  row_is(&g, 0, 2, "2026-01-05", -4521);
+  cr_assert_str_eq(g.rows[0].desc, "TRADER JOE'S #552 SAN FRANCISCO CA");
+  cr_assert_str_eq(g.rows[0].pm, "DEBIT_CARD");
+  row_is(&g, 1, 3, "2026-01-15", 250000);
 }
 
 Test(csv, type_column_of_debit_credit_is_the_direction) {
@@ -459,11 +529,10 @@ Test(csv, unterminated_quote_is_rejected_with_its_line) {
   cr_assert_eq(g.n, 1);
   cr_assert_eq(g.nrej, 1);
   cr_assert_eq(g.rej[0].line, 3);
-  cr_assert(strstr(g.rej[0].reason, "quoted field opened on line 3 is never closed") != NULL, "%s",
-            g.rej[0].reason);
+  cr_assert(strstr(g.rej[0].reason, "quoted field opened on line 3 is never closed") != NULL, "%s", g.rej[0].reason);
   /* a stray quote mid-file costs its own line, not the rest of the file */
-  st = parse("Date,Description,Amount\n2026-01-01,\"stray,1.00\n2026-01-02,fine,2.00\n2026-01-03,fine,3.00\n", NULL,
-             &g, &res, &err);
+  st = parse("Date,Description,Amount\n2026-01-01,\"stray,1.00\n2026-01-02,fine,2.00\n2026-01-03,fine,3.00\n", NULL, &g,
+             &res, &err);
   OK_OR_SAY(st, err);
   cr_assert_eq(g.nrej, 1);
   cr_assert_eq(g.rej[0].line, 2);
@@ -526,6 +595,23 @@ Test(csv, tab_pipe_and_cr_only) {
   row_is(&g, 1, 3, "2026-01-02", 200);
 }
 
+Test(csv, semicolon_with_decimal_commas_without_a_header) {
+  /* ',' and ';' both split every line in two; the commas sit between digits */
+  got_t g;
+  ingest_result_t res;
+  sc_err_t err;
+  ingest_mapping_t m;
+  ingest_mapping_init(&m);
+  m.date.index = 0;
+  m.amount.index = 1;
+  ingest_opts_t opts = {.mapping = &m};
+  sc_status_t st = parse("05.01.2026;-12,50\n06.01.2026;3,00\n", &opts, &g, &res, &err);
+  OK_OR_SAY(st, err);
+  cr_assert_eq(res.delimiter, ';');
+  row_is(&g, 0, 1, "2026-01-05", -1250);
+  row_is(&g, 1, 2, "2026-01-06", 300);
+}
+
 /* ---- file-level errors ----------------------------------------------------- */
 
 Test(csv, ambiguous_dates_ask_for_date_format) {
@@ -573,7 +659,8 @@ Test(csv, mixed_date_formats_are_a_file_error) {
 Test(csv, a_stray_format_among_many_dates_is_one_rejected_row) {
   char csv[4096];
   size_t n = (size_t)snprintf(csv, sizeof csv, "Date,Amount\n");
-  for (int i = 1; i <= 30; i++) n += (size_t)snprintf(csv + n, sizeof csv - n, "%02d/01/2026,-%d.00\n", i, i);
+  for (int i = 1; i <= 30; i++)
+    n += (size_t)snprintf(csv + n, sizeof csv - n, "%02d/01/2026,-%d.00\n", i, i);
   n += (size_t)snprintf(csv + n, sizeof csv - n, "2026-01-31,-31.00\n");
   got_t g;
   ingest_result_t res;
@@ -587,7 +674,8 @@ Test(csv, a_stray_format_among_many_dates_is_one_rejected_row) {
   cr_assert_str_eq(g.rej[0].reason, "date '2026-01-31' does not match the date format %d/%m/%Y");
   /* The same dates the other way round: the first value rules out the rest. */
   n = (size_t)snprintf(csv, sizeof csv, "Date,Amount\n2026-01-31,-31.00\n");
-  for (int i = 1; i <= 30; i++) n += (size_t)snprintf(csv + n, sizeof csv - n, "%02d/01/2026,-%d.00\n", i, i);
+  for (int i = 1; i <= 30; i++)
+    n += (size_t)snprintf(csv + n, sizeof csv - n, "%02d/01/2026,-%d.00\n", i, i);
   st = parse(csv, NULL, &g, &res, &err);
   cr_assert_eq(st, SC_INVALID_ARGUMENT, "a mixed column asks for date_format rather than guess");
   cr_assert(strstr(err.msg, "do not follow one format ('2026-01-31', then '01/01/2026')") != NULL, "%s", err.msg);
@@ -644,7 +732,8 @@ Test(csv, file_level_rejections) {
   cr_assert(strstr(err.msg, "not text") != NULL, "%s", err.msg);
   cr_assert_eq(g.calls, 0);
   /* garbage without NULs or control bytes (high bytes only) */
-  for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(0x80 | junk[i]);
+  for (size_t i = 0; i < sizeof junk; i++)
+    junk[i] = (uint8_t)(0x80 | junk[i]);
   cr_assert_eq(ingest_parse_csv(junk, sizeof junk, NULL, arena, collect, &g, &res, &err), SC_INVALID_ARGUMENT);
   cr_assert(strstr(err.msg, "no transaction table found") != NULL, "%s", err.msg);
   cr_assert(strstr(err.msg, "not valid UTF-8") != NULL, "%s", err.msg);
@@ -681,7 +770,8 @@ Test(csv, too_many_columns) {
   size_t k = 0;
   memcpy(line, "Date,Amount", 11);
   k = 11;
-  for (int i = 0; i < 70; i++) line[k++] = ',';
+  for (int i = 0; i < 70; i++)
+    line[k++] = ',';
   memcpy(line + k, "\n2026-01-01,1\n", 15);
   got_t g;
   ingest_result_t res;
@@ -935,13 +1025,13 @@ Test(csv, detect_and_dispatch) {
   ingest_result_t res;
   sc_err_t err;
   const char *csv = "Date,Amount\n2026-01-01,1\n";
-  sc_status_t st = ingest_parse((const uint8_t *)csv, strlen(csv), "s.csv", INGEST_FORMAT_UNKNOWN, NULL, arena,
-                                collect, &g, &res, &err);
+  sc_status_t st = ingest_parse((const uint8_t *)csv, strlen(csv), "s.csv", INGEST_FORMAT_UNKNOWN, NULL, arena, collect,
+                                &g, &res, &err);
   OK_OR_SAY(st, err);
   cr_assert_eq(res.format, INGEST_FORMAT_CSV);
   cr_assert_eq(g.n, 1);
-  st = ingest_parse((const uint8_t *)"\x01\x02\0\0", 4, "x.bin", INGEST_FORMAT_UNKNOWN, NULL, arena, collect, &g,
-                    &res, &err);
+  st = ingest_parse((const uint8_t *)"\x01\x02\0\0", 4, "x.bin", INGEST_FORMAT_UNKNOWN, NULL, arena, collect, &g, &res,
+                    &err);
   cr_assert_eq(st, SC_INVALID_ARGUMENT);
   cr_assert(strstr(err.msg, "not a statement file") != NULL, "%s", err.msg);
 }
@@ -996,22 +1086,30 @@ Test(csv, parse_throughput, .timeout = 300) {
                             w ? "" : "\"", w ? 0 : amt, w ? 0 : amt % 100, w ? "" : "\"");
     rows++;
   }
-  sc_err_t err;
-  ingest_result_t res;
-  long long got = 0;
-  struct timespec t0, t1, c0, c1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
-  sc_status_t st = ingest_parse_csv((const uint8_t *)buf, len, NULL, arena, count_rows, &got, &res, &err);
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  OK_OR_SAY(st, err);
-  cr_assert_eq(got, rows);
-  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
-  /* CPU time is the figure for "one core" on a shared machine. */
-  printf("csv: parsed %zu bytes, %lld rows: %.1f MB/s on one core (%.3f s CPU), %.1f MB/s wall (%.3f s), "
-         "%.2f M rows/s\n",
-         len, rows, (double)len / 1e6 / cpu, cpu, (double)len / 1e6 / secs, secs, (double)rows / 1e6 / cpu);
+  /* Best of three: the figure is for one core, and a shared machine only
+   * ever makes a run slower. */
+  double best_cpu = 0, best_wall = 0;
+  for (int run = 0; run < 3; run++) {
+    sc_err_t err;
+    ingest_result_t res;
+    long long got = 0;
+    struct timespec t0, t1, c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    sc_status_t st = ingest_parse_csv((const uint8_t *)buf, len, NULL, arena, count_rows, &got, &res, &err);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    OK_OR_SAY(st, err);
+    cr_assert_eq(got, rows);
+    double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+    if (run == 0 || cpu < best_cpu) best_cpu = cpu;
+    if (run == 0 || wall < best_wall) best_wall = wall;
+    sc_arena_reset(arena);
+  }
+  printf("csv: parsed %zu bytes, %lld rows (8 columns): %.1f MB/s on one core (best CPU time of 3, %.3f s), "
+         "%.1f MB/s wall, %.2f M rows/s\n",
+         len, rows, (double)len / 1e6 / best_cpu, best_cpu, (double)len / 1e6 / best_wall,
+         (double)rows / 1e6 / best_cpu);
   free(buf);
 }

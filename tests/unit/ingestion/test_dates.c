@@ -44,6 +44,9 @@ Test(dates, leading_zeros_case_and_blanks) {
   parses("5 SEPT 2026", "%d %b %Y", "2026-09-05");
   parses("5 september 2026", "%d %B %Y", "2026-09-05");
   parses("  05/01/2026 ", "%d/%m/%Y", "2026-01-05");
+  parses("\xc2\xa0"
+         "05/01/2026\xc2\xa0",
+         "%d/%m/%Y", "2026-01-05");
   parses("Jan  5, 2026", "%b %d, %Y", "2026-01-05");
   parses("Jan 5, 2026", "%b %e, %Y", "2026-01-05");
   fails("05/01/2026", "%d-%m-%Y", "does not match the date format");
@@ -225,4 +228,13 @@ Test(dates, infer_tolerates_a_few_strays_not_a_mix) {
   cr_assert_str_eq(fmt, "%d/%m/%Y");
   ingest_date_infer_add(&st, "2026-02-27");
   cr_assert_eq(ingest_date_infer_finish(&st, fmt, c, &nc), -1, "two in 30 is a mixed column");
+}
+
+Test(dates, hints_with_weekdays_and_times) {
+  parses("Mon, 05 Jan 2026", "%a, %d %b %Y", "2026-01-05");
+  parses("Monday 05 January 2026", "%A %d %B %Y", "2026-01-05");
+  parses("05/01/2026 10:32", "%d/%m/%Y %H:%M", "2026-01-05");
+  parses("05/01/2026 10:32:07 PM", "%d/%m/%Y %I:%M:%S %p", "2026-01-05");
+  fails("05/01/2026 24:32", "%d/%m/%Y %H:%M", "does not match the date format");
+  fails("Funday, 05 Jan 2026", "%a, %d %b %Y", "does not match the date format");
 }
