@@ -16,6 +16,10 @@ typedef struct acct_service {
 /* scale.accounts.v1.AccountsService over s. */
 sc_rpc_service_t acct_service(acct_service_t *s);
 
+/* A database failure as a call status: the detail (SQL errors) to the log,
+ * words a client can act on to the client. Shared with ingestion. */
+sc_status_t acct_db_fail(sc_call_t *call, sc_status_t st, const sc_err_t *why);
+
 /* Validators, exposed for tests. */
 bool acct_currency_valid(const char *code);
 bool acct_locale_valid(const char *tag);

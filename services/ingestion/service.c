@@ -29,16 +29,6 @@
 #define MAX_STREAM_FILE ((size_t)256 << 20)
 #define DEFAULT_PAGE 50
 #define MAX_PAGE 1000
-#define DB_UNAVAILABLE "the database is unavailable; retry shortly"
-
-static sc_status_t db_fail(sc_call_t *call, sc_status_t st, const sc_err_t *why) {
-  const char *msg = st == SC_UNAVAILABLE          ? DB_UNAVAILABLE
-                    : st == SC_DEADLINE_EXCEEDED  ? "the database did not answer in time"
-                    : st == SC_RESOURCE_EXHAUSTED ? "the server is busy; retry shortly"
-                                                  : "internal error";
-  if (st != SC_UNAVAILABLE && st != SC_DEADLINE_EXCEEDED && st != SC_RESOURCE_EXHAUSTED) st = SC_INTERNAL;
-  return sc_call_fail_internal(call, st, msg, why->msg);
-}
 
 /* The import parameters, common to the unary, streaming and preview calls. */
 typedef struct params {
@@ -307,7 +297,7 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
   sc_pg_conn_t *conn = NULL;
   sc_err_t why = {{0}};
   st = sc_pg_acquire(s->pool, &conn, &why);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   PGresult *r = NULL;
   const char *q1[] = {uid, sha};
   st = sc_pg_exec(conn, a,
@@ -338,14 +328,14 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
                     6, q2, &r, &why);
   }
   sc_pg_release(conn);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   const char *import_id = sc_arena_strdup(a, PQgetvalue(r, 0, 0));
 
   ctx_t c = {.call = call, .arena = a, .p = p, .st = SC_OK};
   st = acct_append_begin(s->pool, uid, ACCT_SOURCE_IMPORT, import_id, &c.append, &why);
   if (st != SC_OK) {
     forget_pending(s, import_id);
-    return db_fail(call, st, &why);
+    return acct_db_fail(call, st, &why);
   }
   ingest_opts_t opts = {.default_currency = p->currency && *p->currency ? p->currency : NULL,
                         .date_format = p->date_format && *p->date_format ? p->date_format : NULL,
@@ -360,7 +350,7 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
     forget_pending(s, import_id);
     if (c.st != SC_OK) {
       if (sc_call_status_message(call) != NULL) return c.st; /* the callback said why */
-      return db_fail(call, c.st, &c.why);
+      return acct_db_fail(call, c.st, &c.why);
     }
     return parse_fail(call, st, &res, &perr);
   }
@@ -368,7 +358,7 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
   st = acct_append_finish(c.append, true, a, &ar, &why);
   if (st != SC_OK) {
     forget_pending(s, import_id);
-    return db_fail(call, st, &why);
+    return acct_db_fail(call, st, &why);
   }
 
   char counts[6][24];
@@ -407,7 +397,7 @@ static sc_status_t run_import(sc_call_t *call, ingest_service_t *s, const params
   } else if (st != SC_OK) {
     /* The rows are committed; only the record's counts are missing, and a
      * retry of the same file finds every row already there. */
-    return db_fail(call, st, &why);
+    return acct_db_fail(call, st, &why);
   }
 
   resp->import_id = (char *)import_id;
@@ -701,7 +691,7 @@ static sc_status_t list_uploaded_files(sc_call_t *call, const ProtobufCMessage *
   sc_pg_conn_t *conn = NULL;
   sc_err_t why = {{0}};
   sc_status_t st = sc_pg_acquire(s->pool, &conn, &why);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   PGresult *r = NULL;
   st = sc_pg_exec(conn, a,
                   "SELECT id::text, filename, size_bytes, sha256, format, account_id, rows_read, inserted,"
@@ -715,7 +705,7 @@ static sc_status_t list_uploaded_files(sc_call_t *call, const ProtobufCMessage *
                   " ORDER BY created_at DESC, id DESC LIMIT $5::int",
                   5, params, &r, &why);
   sc_pg_release(conn);
-  if (st != SC_OK) return db_fail(call, st, &why);
+  if (st != SC_OK) return acct_db_fail(call, st, &why);
   Scale__Ingestion__V1__ListUploadedFilesResponse *resp = sc_arena_alloc(a, sizeof(*resp));
   if (resp == NULL) return sc_call_fail(call, SC_RESOURCE_EXHAUSTED, "out of memory");
   scale__ingestion__v1__list_uploaded_files_response__init(resp);

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,7 +62,7 @@ static sc_status_t fake_ping(sc_call_t *call, const ProtobufCMessage *req_, Prot
   resp->message = req->message;
   resp->payload = req->payload;
   if (strncmp(req->message, "slow:", 5) == 0) {
-    int ms = atoi(req->message + 5);
+    int ms = (int)strtol(req->message + 5, NULL, 10);
     for (int waited = 0; waited < ms; waited += 5) {
       if (sc_call_cancelled(call)) {
         atomic_store(&f->saw_cancel, 1);
