@@ -125,17 +125,22 @@ static int hex64(const char *s) {
   return 1;
 }
 
+sc_fp_input_t acct_fp_input(const acct_new_txn_t *t) {
+  sc_fp_input_t in = {.account_id = t->account_id,
+                      .bank_txn_id = t->bank_txn_id,
+                      .date = t->date,
+                      .amount_minor = t->amount_minor,
+                      .currency = t->currency,
+                      .merchant = t->merchant,
+                      .description = t->description,
+                      .payment_method = t->payment_method,
+                      .reference = t->reference};
+  return in;
+}
+
 sc_status_t acct_append_row(acct_append_t *a, const acct_new_txn_t *r, const char **bad_field, sc_err_t *why) {
   sc_arena_reset(a->scratch);
-  sc_fp_input_t in = {.account_id = r->account_id,
-                      .bank_txn_id = r->bank_txn_id,
-                      .date = r->date,
-                      .amount_minor = r->amount_minor,
-                      .currency = r->currency,
-                      .merchant = r->merchant,
-                      .description = r->description,
-                      .payment_method = r->payment_method,
-                      .reference = r->reference};
+  sc_fp_input_t in = acct_fp_input(r);
   sc_fp_t fp;
   const char *bad = NULL;
   /* The fingerprint is computed even when the caller brings one: it also

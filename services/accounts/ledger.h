@@ -46,6 +46,9 @@ typedef struct acct_append_result {
 
 #define ACCT_MAX_DUPS 1000
 
+/* The fingerprint's view of a row (the occurrence is left at 0). */
+sc_fp_input_t acct_fp_input(const acct_new_txn_t *t);
+
 /* Starts an append for user_id: takes a connection, opens the transaction,
  * creates the staging table, starts the COPY. import_id may be NULL. */
 sc_status_t acct_append_begin(sc_pg_pool_t *pool, const char *user_id, int source, const char *import_id,

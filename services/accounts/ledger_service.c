@@ -10,6 +10,7 @@
 #include "google/protobuf/wrappers.pb-c.h"
 #include "ledger.h"
 #include "scale/accounts/v1/accounts.pb-c.h"
+#include "scale/pbutil.h"
 #include "scale/uuid.h"
 
 #define DEFAULT_PAGE 50
@@ -126,16 +127,6 @@ fail:
   " category, fingerprint, coalesce(import_id::text, ''), bank_transaction_id, source,"                                \
   " (extract(epoch FROM created_at) * 1000000)::bigint, (extract(epoch FROM updated_at) * 1000000)::bigint"
 
-static Google__Protobuf__Timestamp *ts_us(sc_arena_t *a, const char *us_text) {
-  long long us = strtoll(us_text, NULL, 10);
-  Google__Protobuf__Timestamp *ts = sc_arena_alloc(a, sizeof(*ts));
-  if (ts == NULL) return NULL;
-  google__protobuf__timestamp__init(ts);
-  ts->seconds = us / 1000000;
-  ts->nanos = (int32_t)((us % 1000000) * 1000);
-  return ts;
-}
-
 static Scale__Accounts__V1__Transaction *txn_from_row(sc_arena_t *a, PGresult *r, int i) {
   Scale__Accounts__V1__Transaction *t = sc_arena_alloc(a, sizeof(*t));
   if (t == NULL) return NULL;
@@ -158,8 +149,8 @@ static Scale__Accounts__V1__Transaction *txn_from_row(sc_arena_t *a, PGresult *r
   }
   t->amount_minor = strtoll(PQgetvalue(r, i, 3), NULL, 10);
   t->source = (Scale__Accounts__V1__TransactionSource)strtol(PQgetvalue(r, i, 13), NULL, 10);
-  t->created_at = ts_us(a, PQgetvalue(r, i, 14));
-  t->updated_at = ts_us(a, PQgetvalue(r, i, 15));
+  t->created_at = sc_timestamp_from_us(a, PQgetvalue(r, i, 14));
+  t->updated_at = sc_timestamp_from_us(a, PQgetvalue(r, i, 15));
   return t;
 }
 

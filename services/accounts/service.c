@@ -9,6 +9,7 @@
 
 #include "google/protobuf/timestamp.pb-c.h"
 #include "scale/accounts/v1/accounts.pb-c.h"
+#include "scale/pbutil.h"
 
 #define DEFAULT_CURRENCY "USD"
 #define DEFAULT_TIMEZONE "UTC"
@@ -81,22 +82,6 @@ bool acct_locale_valid(const char *tag) {
   return true;
 }
 
-static Google__Protobuf__Timestamp *timestamp_from_us(sc_arena_t *a, const char *us_text) {
-  if (us_text == NULL || *us_text == '\0') return NULL;
-  long long us = strtoll(us_text, NULL, 10);
-  Google__Protobuf__Timestamp *ts = sc_arena_alloc(a, sizeof(*ts));
-  if (ts == NULL) return NULL;
-  google__protobuf__timestamp__init(ts);
-  long long sec = us / 1000000, rem = us % 1000000;
-  if (rem < 0) {
-    rem += 1000000;
-    sec--;
-  }
-  ts->seconds = sec;
-  ts->nanos = (int32_t)(rem * 1000);
-  return ts;
-}
-
 /* The caller, or a failed call: methods here are never open, so the auth
  * interceptor has set it; anything else is our bug, not the client's. */
 static const char *caller(sc_call_t *call) {
@@ -147,7 +132,7 @@ static sc_status_t get_profile(sc_call_t *call, const ProtobufCMessage *req, Pro
   p->user_id = col(a, r, 0, 0);
   p->email = col(a, r, 0, 1);
   p->display_name = col(a, r, 0, 2);
-  p->created_at = timestamp_from_us(a, PQgetvalue(r, 0, 3));
+  p->created_at = sc_timestamp_from_us(a, PQgetvalue(r, 0, 3));
   /* transaction_count and accounts come from the ledger (ingestion): none
    * exists yet, so zero and empty are the truth. */
   resp->profile = p;
@@ -163,7 +148,7 @@ static Scale__Accounts__V1__Settings *settings_from_row(sc_arena_t *a, PGresult 
     set->default_currency = col(a, r, 0, 0);
     set->timezone = col(a, r, 0, 1);
     set->locale = col(a, r, 0, 2);
-    set->updated_at = timestamp_from_us(a, PQgetvalue(r, 0, 3));
+    set->updated_at = sc_timestamp_from_us(a, PQgetvalue(r, 0, 3));
   } else {
     set->default_currency = DEFAULT_CURRENCY;
     set->timezone = DEFAULT_TIMEZONE;

@@ -21,6 +21,7 @@
 #include "scale/accounts/v1/accounts.pb-c.h"
 #include "scale/common/v1/common.pb-c.h"
 #include "scale/ingestion/v1/ingestion.pb-c.h"
+#include "scale/pbutil.h"
 #include "scale/uuid.h"
 
 #define MAX_LISTED_REJECTS 1000
@@ -178,32 +179,16 @@ static int on_row(void *ctx_, int32_t line, const ingest_row_t *row, const char 
                       .reference = row->reference,
                       .bank_txn_id = row->bank_txn_id};
   const char *bad = NULL;
-  if (c->append != NULL) {
-    sc_status_t st = acct_append_row(c->append, &t, &bad, &c->why);
-    if (st == SC_INVALID_ARGUMENT) {
-      char reason_buf[96];
-      snprintf(reason_buf, sizeof(reason_buf), "invalid %s", bad ? bad : "value");
-      return reject(c, line, reason_buf, bad);
-    }
-    if (st != SC_OK) {
-      c->st = st;
-      return 1;
-    }
-    return 0;
-  }
-  /* Preview: fingerprint as the import would, keep the first rows. */
-  if (row->amount_minor == 0) c->zero_rows++;
-  sc_fp_input_t in = {.account_id = t.account_id,
-                      .bank_txn_id = t.bank_txn_id,
-                      .date = t.date,
-                      .amount_minor = t.amount_minor,
-                      .currency = t.currency,
-                      .merchant = t.merchant,
-                      .description = t.description,
-                      .payment_method = t.payment_method,
-                      .reference = t.reference};
   sc_fp_t fp;
-  sc_status_t st = sc_fp_compute_next(c->counter, &in, c->arena, &fp, &bad);
+  sc_status_t st;
+  if (c->append != NULL) {
+    st = acct_append_row(c->append, &t, &bad, &c->why);
+  } else {
+    /* Preview: fingerprint as the import would, keep the first rows. */
+    if (row->amount_minor == 0) c->zero_rows++;
+    sc_fp_input_t in = acct_fp_input(&t);
+    st = sc_fp_compute_next(c->counter, &in, c->arena, &fp, &bad);
+  }
   if (st == SC_INVALID_ARGUMENT) {
     char reason_buf[96];
     snprintf(reason_buf, sizeof(reason_buf), "invalid %s", bad ? bad : "value");
@@ -213,6 +198,7 @@ static int on_row(void *ctx_, int32_t line, const ingest_row_t *row, const char 
     c->st = st;
     return 1;
   }
+  if (c->append != NULL) return 0;
   if (c->n_rows < c->max_rows) {
     Scale__Ingestion__V1__ParsedRow *r = sc_arena_alloc(c->arena, sizeof(*r));
     if (r == NULL) {
@@ -653,16 +639,6 @@ static sc_status_t parse_statement(sc_call_t *call, const ProtobufCMessage *req_
 
 /* ---- the record of imports ---------------------------------------------------- */
 
-static Google__Protobuf__Timestamp *ts_us(sc_arena_t *a, const char *us_text) {
-  long long us = strtoll(us_text, NULL, 10);
-  Google__Protobuf__Timestamp *ts = sc_arena_alloc(a, sizeof(*ts));
-  if (ts == NULL) return NULL;
-  google__protobuf__timestamp__init(ts);
-  ts->seconds = us / 1000000;
-  ts->nanos = (int32_t)((us % 1000000) * 1000);
-  return ts;
-}
-
 static sc_status_t list_uploaded_files(sc_call_t *call, const ProtobufCMessage *req_, ProtobufCMessage **resp_,
                                        void *svc) {
   ingest_service_t *s = svc;
@@ -736,7 +712,7 @@ static sc_status_t list_uploaded_files(sc_call_t *call, const ProtobufCMessage *
         f->date_range = dr;
       }
     }
-    f->created_at = ts_us(a, PQgetvalue(r, i, 14));
+    f->created_at = sc_timestamp_from_us(a, PQgetvalue(r, i, 14));
     resp->files[resp->n_files++] = f;
   }
   if (n > page && resp->n_files == (size_t)shown) {
